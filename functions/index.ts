@@ -1,0 +1,15 @@
+/**
+ * The entry functions-framework loads. One process serves one function (`FUNCTION_TARGET`), so only
+ * that function's module is loaded: a cold start pays for one function, not three.
+ */
+const functions: Record<string, () => unknown> = {
+  pingpong: () => require('./pingpong'),
+  'log-output': () => require('./log-output'),
+};
+
+const target = process.env.FUNCTION_TARGET;
+const load = target ? functions[target] : undefined;
+if (!load) {
+  throw new Error(`FUNCTION_TARGET must be one of ${Object.keys(functions).join(', ')}, got "${target ?? ''}"`);
+}
+load();

@@ -1,0 +1,48 @@
+/**
+ * log-output: one random UUID for the life of the instance, logged every 5 s; `GET /` shows the
+ * configured message, the timestamp line and pingpong's count, fetched over HTTP.
+ */
+import { http } from '@google-cloud/functions-framework';
+import { v4 as uuidv4 } from 'uuid';
+import { allowMethods, sendNotFound, sendReason } from '../shared/http';
+import { readLogOutputConfig } from './config';
+import { pageText, stampLine } from './page';
+
+const config = readLogOutputConfig(process.env);
+const instanceId = uuidv4();
+
+console.log(stampLine(new Date(), instanceId));
+setInterval(() => console.log(stampLine(new Date(), instanceId)), 5000);
+
+const PINGPONG_DEADLINE_MS = 2000;
+
+/** Pingpong's count, or an error whose message says what went wrong, in one line that names pingpong. */
+async function fetchPongs(): Promise<number> {
+  let response: Response;
+  try {
+    response = await fetch(`${config.pingpongUrl}/pongs`, { signal: AbortSignal.timeout(PINGPONG_DEADLINE_MS) });
+  } catch (error) {
+    const timedOut = (error as Error).name === 'TimeoutError';
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? 'no connection';
+    throw new Error(timedOut ? `pingpong did not answer within ${PINGPONG_DEADLINE_MS} ms` : `pingpong is unreachable (${cause})`);
+  }
+  if (!response.ok) throw new Error(`pingpong answered ${response.status}`);
+  const body: unknown = await response.json().catch(() => undefined);
+  const pongs = (body as { pongs?: unknown } | undefined)?.pongs;
+  if (!Number.isSafeInteger(pongs) || (pongs as number) < 0) throw new Error('pingpong answered something that is not {"pongs": N}');
+  return pongs as number;
+}
+
+http('log-output', async (req, res) => {
+  if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
+  if (req.path !== '/' && req.path !== '/healthz') return sendNotFound(req, res);
+  let pongs: number;
+  try {
+    pongs = await fetchPongs();
+  } catch (error) {
+    console.error(`log-output: ${req.path}: ${(error as Error).message}`);
+    return sendReason(res, 503, (error as Error).message);
+  }
+  if (req.path === '/healthz') return void res.type('text/plain').send('ok');
+  res.type('text/plain').send(pageText(config.message, stampLine(new Date(), instanceId), pongs));
+});

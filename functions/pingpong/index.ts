@@ -1,0 +1,70 @@
+/**
+ * pingpong: `GET /pingpong` answers `pong N` and counts the ping in Postgres; `GET /pongs` tells the
+ * count without counting.
+ */
+import { http } from '@google-cloud/functions-framework';
+import { connect, migrate, readDatabaseConfig } from '../shared/db';
+import { allowMethods, drainOnShutdown, sendNotFound, sendReason, withDeadline } from '../shared/http';
+import { batchPings } from './counter';
+
+const config = readDatabaseConfig(process.env);
+const sql = connect(config, 'pingpong');
+
+/** Answers within this, whatever the database does. */
+const DATABASE_DEADLINE_MS = 1500;
+const HEALTH_DEADLINE_MS = 1000;
+
+// Applied lazily on first use (module scope does no network I/O); forgotten on failure, so the next request retries.
+let schemaReady: Promise<unknown> | undefined;
+function ensureSchema(): Promise<unknown> {
+  schemaReady ??= migrate(sql).catch((error) => {
+    schemaReady = undefined;
+    throw error;
+  });
+  return schemaReady;
+}
+
+const recordPing = batchPings(async (k) => {
+  await ensureSchema();
+  const [row] = await sql<[{ n: string }]>`update pings set n = n + ${k} returning n`;
+  return Number(row.n);
+});
+
+async function countPongs(): Promise<number> {
+  await ensureSchema();
+  const [row] = await sql<[{ n: string }]>`select n from pings`;
+  return Number(row.n);
+}
+
+http(
+  'pingpong',
+  drainOnShutdown(async (req, res) => {
+    if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
+    try {
+      switch (req.path) {
+        case '/pingpong': {
+          // HEAD is for probes: it must not count.
+          if (req.method === 'HEAD') return void res.type('text/plain').end();
+          const n = await withDeadline(recordPing(), DATABASE_DEADLINE_MS, 'the database');
+          return void res.type('text/plain').send(`pong ${n}`);
+        }
+        case '/pongs':
+          return void res.json({ pongs: await withDeadline(countPongs(), DATABASE_DEADLINE_MS, 'the database') });
+        case '/healthz':
+          await withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database');
+          return void res.type('text/plain').send('ok');
+        default:
+          return sendNotFound(req, res);
+      }
+    } catch (error) {
+      console.error(`pingpong: ${req.path}: database unavailable:`, error);
+      sendReason(res, 503, `database unavailable: ${describe(error)}`);
+    }
+  }, () => sql.end({ timeout: 5 })),
+);
+
+/** One line a client may see: the error's message or code, never a stack. */
+function describe(error: unknown): string {
+  const { message, code } = error as { message?: string; code?: string };
+  return (message || code || 'unknown error').split('\n')[0]!;
+}

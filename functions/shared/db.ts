@@ -1,0 +1,81 @@
+/** The Postgres pool and the migrator, shared by every function that keeps data. */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import postgres from 'postgres';
+import { projectRoot, readInt, type Env } from './config';
+
+export type Sql = postgres.Sql;
+
+export interface DatabaseConfig {
+  /** `DATABASE_URL` when set; otherwise postgres.js reads the libpq variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD). */
+  url: string | undefined;
+  poolSize: number;
+}
+
+export function readDatabaseConfig(env: Env): DatabaseConfig {
+  return {
+    url: env.DATABASE_URL?.trim() || undefined,
+    poolSize: readInt(env, 'DB_POOL_SIZE', 10, 1, 100),
+  };
+}
+
+/**
+ * A lazy pool: nothing connects until the first query. The timeouts turn a dead or frozen database
+ * into an error within a second or two instead of a hang.
+ */
+export function connect(config: DatabaseConfig, applicationName: string): Sql {
+  const options: postgres.Options<{}> = {
+    max: config.poolSize,
+    connect_timeout: 1,
+    idle_timeout: 60,
+    onnotice: () => undefined,
+    // We use no custom array types; skipping the lookup saves a round trip on every new connection.
+    fetch_types: false,
+    connection: { application_name: applicationName, statement_timeout: 1500 },
+  };
+  return config.url ? postgres(config.url, options) : postgres(options);
+}
+
+/** Where the SQL migrations live. */
+export const migrationsDir = path.join(projectRoot, 'db', 'migrations');
+
+// Any constant works; it only has to be the same for every instance of this project.
+const MIGRATION_LOCK = 7_2026_0002;
+
+/**
+ * Applies the `NNN_name.sql` files in `dir` that are not yet recorded in `schema_migrations`, in order,
+ * in one transaction under an advisory lock, so instances starting at the same moment apply each once.
+ * When nothing is pending it costs one query. Returns the names it applied.
+ */
+export async function migrate(sql: Sql, dir = migrationsDir): Promise<string[]> {
+  const files = readdirSync(dir).filter((name) => /^\d{3}_[\w-]+\.sql$/.test(name)).sort();
+  const applied = await appliedMigrations(sql);
+  if (files.every((name) => applied.has(name))) return [];
+
+  return sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+    await tx`
+      create table if not exists schema_migrations (
+        name text primary key,
+        applied_at timestamptz not null default now()
+      )`;
+    // Read again under the lock: another instance may have applied some while we waited.
+    const done = new Set((await tx<{ name: string }[]>`select name from schema_migrations`).map((row) => row.name));
+    const pending = files.filter((name) => !done.has(name));
+    for (const name of pending) {
+      await tx.unsafe(readFileSync(path.join(dir, name), 'utf8'));
+      await tx`insert into schema_migrations (name) values (${name})`;
+    }
+    return pending;
+  });
+}
+
+async function appliedMigrations(sql: Sql): Promise<Set<string>> {
+  try {
+    return new Set((await sql<{ name: string }[]>`select name from schema_migrations`).map((row) => row.name));
+  } catch (error) {
+    if ((error as { code?: string }).code === UNDEFINED_TABLE) return new Set();
+    throw error;
+  }
+}
+const UNDEFINED_TABLE = '42P01';

@@ -1,0 +1,61 @@
+/** The few HTTP answers every function gives the same way. */
+import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
+
+/** Answers 405 with an `Allow` header unless the request's method is one of `allowed`; true when it is. */
+export function allowMethods(req: Request, res: Response, allowed: readonly string[]): boolean {
+  if (allowed.includes(req.method)) return true;
+  res.set('Allow', allowed.join(', '));
+  sendReason(res, 405, `method ${req.method} is not allowed; use ${allowed.join(' or ')}`);
+  return false;
+}
+
+/** A plain-text answer whose body is one line saying why. */
+export function sendReason(res: Response, status: number, reason: string): void {
+  res.status(status).type('text/plain').send(`${reason}\n`);
+}
+
+export function sendNotFound(req: Request, res: Response): void {
+  sendReason(res, 404, `no such path: ${req.path}`);
+}
+
+/** Rejects with `TimeoutError` when `work` has not settled within `ms`; the timer never keeps the process alive. */
+export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`${what} did not answer within ${ms} ms`)), ms).unref();
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+export class TimeoutError extends Error {
+  override name = 'TimeoutError';
+}
+
+/**
+ * Wraps a handler so that SIGTERM and SIGINT drain it: functions-framework itself exits the moment a
+ * signal arrives, cutting off requests in flight (for pingpong: a ping counted but never answered).
+ * The swap happens on the first request, when the framework has surely installed its own listeners;
+ * before that nothing is in flight and its immediate exit is right.
+ */
+export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void>, maxWaitMs = 10_000): HttpFunction {
+  let inFlight = 0;
+  let installed = false;
+  const drainAndExit = async () => {
+    const giveUpAt = Date.now() + maxWaitMs;
+    while (inFlight > 0 && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 10));
+    await close().catch(() => undefined);
+    process.exit(0);
+  };
+  return (req, res) => {
+    if (!installed) {
+      installed = true;
+      for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+        process.removeAllListeners(signal);
+        process.once(signal, drainAndExit);
+      }
+    }
+    inFlight++;
+    res.once('close', () => inFlight--);
+    return handler(req, res);
+  };
+}

@@ -1,0 +1,31 @@
+/** Runs one function the way the cluster does: functions-framework in its own process, compiled JS, `FUNCTION_TARGET` and `PORT`. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { projectRoot } from '../functions/shared/config';
+
+/** functions-framework's own entry, run with `node` directly so signals reach it. */
+export const frameworkMain = path.join(path.dirname(require.resolve('@google-cloud/functions-framework')), 'main.js');
+
+/** The compiled entry that loads only the target's module. */
+export const functionsEntry = path.join(projectRoot, 'dist', 'functions', 'index.js');
+
+export function spawnFunction(target: string, port: number, env: NodeJS.ProcessEnv): ChildProcess {
+  return spawn(process.execPath, [frameworkMain, `--source=${functionsEntry}`, `--target=${target}`], {
+    env: { ...process.env, NODE_ENV: 'production', ...env, FUNCTION_TARGET: target, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** Resolves once `url` answers HTTP at all (any status), polling every 25 ms; rejects after `ms`. */
+export async function waitForHttp(url: string, ms: number): Promise<void> {
+  const giveUpAt = Date.now() + ms;
+  for (;;) {
+    try {
+      await fetch(url, { signal: AbortSignal.timeout(5000) });
+      return;
+    } catch (error) {
+      if (Date.now() > giveUpAt) throw new Error(`${url} did not answer within ${ms} ms`, { cause: error });
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+}

@@ -1,0 +1,52 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import postgres from 'postgres';
+import { migrate, migrationsDir } from '../../functions/shared/db';
+import { startTestPostgres } from '../helpers/postgres';
+
+test('ten instances migrating at the same moment apply each file exactly once', async (t) => {
+  const db = await startTestPostgres(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  // Neither file can run twice: a second run would fail on the existing table or the duplicate row.
+  writeFileSync(path.join(dir, '001_first.sql'), 'create table a (id int primary key); insert into a values (1);');
+  writeFileSync(path.join(dir, '002_second.sql'), 'create table b (id int primary key); insert into a values (2);');
+
+  const pools = Array.from({ length: 10 }, () => postgres(db.url, { max: 1, onnotice: () => undefined }));
+  t.teardown(() => Promise.all(pools.map((sql) => sql.end())));
+  const results = await Promise.all(pools.map((sql) => migrate(sql, dir)));
+
+  t.deepEqual(results.flat().sort(), ['001_first.sql', '002_second.sql'], 'each applied by one instance');
+  t.deepEqual((await db.sql`select name from schema_migrations order by name`).map((row) => row.name), ['001_first.sql', '002_second.sql']);
+  t.deepEqual((await db.sql`select id from a order by id`).map((row) => row.id), [1, 2]);
+});
+
+test('with nothing to apply, migrating costs one query', async (t) => {
+  const db = await startTestPostgres(t);
+  await migrate(db.sql);
+  const queries: string[] = [];
+  // fetch_types off, as in the functions' own pool: otherwise a new connection first asks for array types.
+  const sql = postgres(db.url, { max: 1, fetch_types: false, debug: (_connection, query) => queries.push(query) });
+  t.teardown(() => sql.end());
+  t.deepEqual(await migrate(sql), []);
+  t.is(queries.length, 1, queries.join('\n'));
+});
+
+test('the project migrations create the counter at zero', async (t) => {
+  const db = await startTestPostgres(t);
+  t.true((await migrate(db.sql, migrationsDir)).length > 0);
+  t.deepEqual([...(await db.sql`select n from pings`)], [{ n: '0' }]);
+});
+
+test('a failing migration applies nothing and is retried next time', async (t) => {
+  const db = await startTestPostgres(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  writeFileSync(path.join(dir, '001_ok.sql'), 'create table c (id int);');
+  writeFileSync(path.join(dir, '002_broken.sql'), 'create tabel oops;');
+  await t.throwsAsync(migrate(db.sql, dir), { message: /syntax error/ });
+  t.deepEqual([...(await db.sql`select to_regclass('c') as c`)], [{ c: null }], 'the first file was rolled back with the second');
+
+  writeFileSync(path.join(dir, '002_broken.sql'), 'create table d (id int);');
+  t.deepEqual(await migrate(db.sql, dir), ['001_ok.sql', '002_broken.sql']);
+});
