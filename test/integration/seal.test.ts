@@ -56,7 +56,7 @@ function runSeal(args: string[], { stdin = '', PATH = emptyDir }: { stdin?: stri
 }
 
 test('a dotenv file in, a SealedSecret file out that the controller opens', async (t) => {
-  const envFile = file('credentials.env', '# Postgres\nPGUSER=pingpong\nPGPASSWORD=s3cr3t=with=equals\nPGDATABASE=pingpong\n');
+  const envFile = file('credentials.env', '# Postgres\nPGUSER=pingpong\nPGPASSWORD=test-pw=with=equals\nPGDATABASE=pingpong\n');
   const out = path.join(dir, 'postgres-credentials.sealedsecret.yaml');
   const run = await runSeal(['--cert', certFile, '--name', 'postgres-credentials', '--scope', 'namespace-wide', '--out', out, envFile]);
   t.deepEqual(run, { code: 0, stdout: '', stderr: '' });
@@ -66,7 +66,7 @@ test('a dotenv file in, a SealedSecret file out that the controller opens', asyn
   const opened = unseal(controller.privateKey, manifest);
   t.deepEqual(Object.fromEntries(Object.entries(opened).map(([k, v]) => [k, v.toString()])), {
     PGUSER: 'pingpong',
-    PGPASSWORD: 's3cr3t=with=equals',
+    PGPASSWORD: 'test-pw=with=equals',
     PGDATABASE: 'pingpong',
   });
 });
@@ -149,9 +149,9 @@ if (rest === 'get service --namespace kube-system sealed-secrets-controller -o j
 else if (rest === 'get --raw /api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:http-cert/proxy/v1/cert.pem') process.stdout.write(fs.readFileSync(${JSON.stringify(certFile)}));
 else { console.error('error: unexpected ' + rest); process.exit(1); }`,
   );
-  const run = await runSeal(['--name', 'pixabay-apikey'], { stdin: 'API_KEY=from-the-cluster\n', PATH: kubectl.PATH });
+  const run = await runSeal(['--name', 'pixabay-apikey'], { stdin: 'API_KEY=test-from-the-cluster\n', PATH: kubectl.PATH });
   t.is(run.code, 0, run.stderr);
-  t.is(unseal(controller.privateKey, parse(run.stdout)).API_KEY!.toString(), 'from-the-cluster');
+  t.is(unseal(controller.privateKey, parse(run.stdout)).API_KEY!.toString(), 'test-from-the-cluster');
   t.is(kubectl.calls().length, 2);
   t.true(kubectl.calls().every((call) => call.includes('"--request-timeout=10s"')), 'kubectl never hangs on a dead cluster');
 });
