@@ -97,8 +97,8 @@ test('each mistake gets one clear line on stderr, nothing on stdout, and exit co
     ['certificate path is a folder', ['--cert', dir, '--name', 'x'], /^seal: cannot read \S+: it is a folder$/],
     ['malformed input line', ['--cert', certFile, '--name', 'x'], /^seal: stdin line 2: expected KEY=VALUE/, 'OK=1\nPGPASSWORD hunter2\n'],
     ['empty input', ['--cert', certFile, '--name', 'x'], /^seal: stdin holds no KEY=VALUE lines: nothing to seal$/, ''],
-    ['bad scope', ['--cert', certFile, '--name', 'x', '--scope', 'global'], /^seal: --scope must be one of strict, namespace-wide, cluster-wide, got "global"$/, 'A=1\n'],
-    ['bad name', ['--cert', certFile, '--name', 'Pixabay_Key'], /^seal: --name "Pixabay_Key" is not a valid Secret name/, 'A=1\n'],
+    ['bad scope', ['--name', 'x', '--scope', 'global'], /^seal: --scope must be one of strict, namespace-wide, cluster-wide, got "global"$/, 'A=1\n'],
+    ['bad name', ['--name', 'Pixabay_Key'], /^seal: --name "Pixabay_Key" is not a valid Secret name/, 'A=1\n'],
     ['unknown option', ['--cert', certFile, '--name', 'x', '--format', 'json'], /^seal: Unknown option '--format'; usage: /],
   ];
   for (const [what, args, message, stdin = 'A=1\n'] of cases) {
