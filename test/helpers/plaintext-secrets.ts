@@ -77,8 +77,8 @@ const namingWords = new Set(['name', 'ref', 'file', 'path', 'dir', 'url', 'uri',
 
 function isCredential(value: string): boolean {
   const trimmed = value.trim();
-  // shorter than 4 characters is no credential worth leaking (`API_KEY: 'k'` in a unit test)
-  return trimmed.length >= 4 && ![placeholder, allCapsPlaceholder, genericWord, reference].some((pattern) => pattern.test(trimmed));
+  // shorter than 8 characters is no credential worth leaking (`API_KEY: 'k'`, `{ APIKEY: 'AgA=' }` in tests)
+  return trimmed.length >= 8 && ![placeholder, allCapsPlaceholder, genericWord, reference].some((pattern) => pattern.test(trimmed));
 }
 
 function unquote(value: string): string {
