@@ -50,11 +50,20 @@ export async function startLocalPostgres(dataDir: string, port: number): Promise
   }
   const start = () => server.start().catch(() => Promise.reject(failure(`could not start on port ${port}`)));
   await start();
+  return { ...embeddedUrls(password, port), stop: () => server.stop(), start };
+}
+
+/** Where the embedded Postgres kept in `dataDir` answers when it runs; undefined when none was ever created there. */
+export function findLocalPostgres(dataDir: string, port: number): Pick<LocalPostgres, 'url' | 'displayUrl'> | undefined {
+  const passwordFile = path.join(dataDir, 'password');
+  if (!existsSync(path.join(dataDir, 'pgdata', 'PG_VERSION')) || !existsSync(passwordFile)) return undefined;
+  return embeddedUrls(readFileSync(passwordFile, 'utf8').trim(), port);
+}
+
+function embeddedUrls(password: string, port: number): Pick<LocalPostgres, 'url' | 'displayUrl'> {
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@localhost:${port}/postgres`,
     displayUrl: `postgres://postgres@localhost:${port}/postgres`,
-    stop: () => server.stop(),
-    start,
   };
 }
 

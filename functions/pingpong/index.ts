@@ -11,7 +11,7 @@ const config = readDatabaseConfig(process.env);
 const sql = connect(config, 'pingpong');
 
 /** Answers within this, whatever the database does. */
-const DATABASE_DEADLINE_MS = 1500;
+const DATABASE_DEADLINE_MS = 1200;
 const HEALTH_DEADLINE_MS = 1000;
 
 // Applied lazily on first use (module scope does no network I/O); forgotten on failure, so the next request retries.

@@ -28,7 +28,7 @@ export async function startFunction(
   const launch = async () => {
     child = spawnFunction(target, port, env);
     watch();
-    await waitForHttp(`http://127.0.0.1:${port}${waitPath}`, 15_000);
+    await waitForHttp(`http://127.0.0.1:${port}${waitPath}`, 30_000);
   };
   const watch = () => {
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
@@ -43,7 +43,7 @@ export async function startFunction(
   watch();
   t.teardown(() => stop().then(() => undefined));
   try {
-    await waitForHttp(`http://127.0.0.1:${port}${waitPath}`, 15_000);
+    await waitForHttp(`http://127.0.0.1:${port}${waitPath}`, 30_000);
   } catch (error) {
     await stop();
     throw new Error(`${target} did not start; it printed:\n${text}`, { cause: error });

@@ -9,6 +9,8 @@ import { freePort } from './ports';
 
 export interface TestPostgres extends LocalPostgres {
   port: number;
+  /** The folder holding its data and password, as EMBEDDED_PG_DIR would name it. */
+  dir: string;
   /** The postmaster's process id, from its pid file. */
   pid(): number;
   /** A small client for assertions; closed at teardown. */
@@ -16,16 +18,7 @@ export interface TestPostgres extends LocalPostgres {
 }
 
 export async function startTestPostgres(t: ExecutionContext): Promise<TestPostgres> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pg-test-'));
-  chmodSync(dir, 0o755); // as root the server runs as the postgres user, who must enter this folder
-  const port = await freePort();
-  let server: LocalPostgres;
-  try {
-    server = await startLocalPostgres(dir, port);
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    throw error;
-  }
+  const { server, dir, port } = await startInTempDir();
   const sql = postgres(server.url, { max: 2, onnotice: () => undefined, connect_timeout: 2 });
   t.teardown(async () => {
     await sql.end({ timeout: 1 }).catch(() => undefined);
@@ -33,5 +26,56 @@ export async function startTestPostgres(t: ExecutionContext): Promise<TestPostgr
     rmSync(dir, { recursive: true, force: true });
   });
   const pid = () => Number(readFileSync(path.join(dir, 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  return { ...server, port, sql, pid };
+  return { ...server, port, dir, sql, pid };
+}
+
+/** One database of a server shared by a test file's tests. */
+export interface TestDatabase {
+  /** A connection URL with the password in it: pass it on, never print it. */
+  url: string;
+  port: number;
+  database: string;
+  /** A small client for assertions; closed at teardown. */
+  sql: postgres.Sql;
+}
+
+/**
+ * One server for the tests of a file that do not stop it, each test in a fresh database of its own:
+ * a server per test costs an initdb each. Stop it with `test.after.always(shared.stop)`.
+ */
+export function sharedTestPostgres(): { database(t: ExecutionContext): Promise<TestDatabase>; stop(): Promise<void> } {
+  let started: ReturnType<typeof startInTempDir> | undefined;
+  let databases = 0;
+  return {
+    async database(t) {
+      const { server, port } = await (started ??= startInTempDir());
+      const database = `test_${++databases}`;
+      // These clients only set up and check; a loaded machine must not fail them on a short connect timeout.
+      const admin = postgres(server.url, { max: 1, onnotice: () => undefined, connect_timeout: 30 });
+      await admin.unsafe(`create database ${database}`).finally(() => admin.end());
+      const url = new URL(server.url);
+      url.pathname = `/${database}`;
+      const sql = postgres(url.href, { max: 2, onnotice: () => undefined, connect_timeout: 30 });
+      t.teardown(() => sql.end({ timeout: 1 }).catch(() => undefined));
+      return { url: url.href, port, database, sql };
+    },
+    async stop() {
+      if (!started) return;
+      const { server, dir } = await started;
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startInTempDir(): Promise<{ server: LocalPostgres; dir: string; port: number }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pg-test-'));
+  chmodSync(dir, 0o755); // as root the server runs as the postgres user, who must enter this folder
+  const port = await freePort();
+  try {
+    return { server: await startLocalPostgres(dir, port), dir, port };
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
 }

@@ -1,0 +1,54 @@
+/** The backup CronJob, its PVC and ConfigMap, and the README's restore one-liner agree with each other and with db/. */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import test from 'ava';
+import { parse } from 'yaml';
+import { projectRoot } from '../../functions/shared/config';
+
+const read = (file: string) => readFileSync(path.join(projectRoot, file), 'utf8');
+// Manifests are loose JSON to the test: a wrong path shows as a failed assertion, not a type error.
+const cronJob: any = parse(read('db/backup-cronjob.yaml'));
+const pvc: any = parse(read('db/backup-pvc.yaml'));
+const configMap: any = parse(read('db/backup-scripts-configmap.yaml'));
+const pod = cronJob.spec.jobTemplate.spec.template.spec;
+const [container] = pod.containers;
+const volume = (spec: any, name: string) => spec.volumes.find((v: any) => v.name === name);
+const mountOf = (c: any, name: string) => c.volumeMounts.find((m: any) => m.name === name)?.mountPath;
+
+test('the ConfigMap carries db/backup.sh and db/restore.sh byte for byte', (t) => {
+  t.deepEqual(Object.keys(configMap.data).sort(), ['backup.sh', 'restore.sh']);
+  for (const name of ['backup.sh', 'restore.sh']) {
+    t.is(configMap.data[name], read(`db/${name}`), `paste db/${name} into db/backup-scripts-configmap.yaml again`);
+  }
+});
+
+test('the CronJob runs backup.sh from that ConfigMap onto that PVC, with the shared Secret and the StatefulSet image', (t) => {
+  for (const manifest of [cronJob, pvc, configMap]) t.is(manifest.metadata.namespace, 'exercises');
+  t.is(container.image, 'postgres:18.1');
+  t.deepEqual(container.envFrom, [{ secretRef: { name: 'postgres-credentials' } }]);
+  t.is(volume(pod, 'scripts').configMap.name, configMap.metadata.name);
+  t.deepEqual(container.command, ['bash', `${mountOf(container, 'scripts')}/backup.sh`]);
+  t.is(volume(pod, 'backups').persistentVolumeClaim.claimName, pvc.metadata.name);
+  const env = Object.fromEntries(container.env.map((e: any) => [e.name, e.value]));
+  t.is(env.BACKUP_DIR, mountOf(container, 'backups'));
+  t.is(env.PGHOST, 'postgres.exercises.svc.cluster.local');
+  t.is(cronJob.spec.concurrencyPolicy, 'Forbid');
+  t.true(pod.securityContext.runAsNonRoot && pod.securityContext.runAsUser !== 0);
+});
+
+test("the README's restore one-liner mounts the same backups, scripts, Secret and image as the CronJob", (t) => {
+  const oneLiner = /kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/.exec(read('README.md'));
+  if (!oneLiner) return t.fail('no restore one-liner in the README');
+  const spec = JSON.parse(oneLiner[2]!).spec;
+  const [restorer] = spec.containers;
+  t.is(oneLiner[1], container.image);
+  t.is(restorer.image, container.image);
+  t.deepEqual(restorer.envFrom, container.envFrom);
+  t.deepEqual(restorer.env, container.env.filter((e: any) => e.name === 'PGHOST'));
+  t.deepEqual(volume(spec, 'backups'), volume(pod, 'backups'));
+  t.deepEqual(volume(spec, 'scripts'), volume(pod, 'scripts'));
+  t.is(mountOf(restorer, 'backups'), mountOf(container, 'backups'));
+  t.deepEqual(restorer.command, ['bash', `${mountOf(container, 'scripts')}/restore.sh`, mountOf(container, 'backups')]);
+  t.deepEqual(spec.securityContext, pod.securityContext);
+  t.deepEqual(restorer.securityContext, container.securityContext);
+});
