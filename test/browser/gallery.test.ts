@@ -100,6 +100,7 @@ function watchProblems(page: Page): string[] {
   await Promise.all([page.waitForURL(/\?q=sunset$/), page.press('input[name=q]', 'Enter')]);
   t.is(await page.locator('h1').innerText(), 'sunset');
   t.is(await page.locator('.grid a.photo').first().getAttribute('href'), pixabay.hitsFor('sunset')[0]!.pageURL);
+  await loadAllImages(page); // leaving earlier would abort their requests
   await Promise.all([page.waitForURL(/page=2$/), page.click('a[rel=next]')]);
   await loadAllImages(page);
   t.is(await page.locator('.grid img').count(), 20);
