@@ -5,6 +5,7 @@
 const functions: Record<string, () => unknown> = {
   pingpong: () => require('./pingpong'),
   'log-output': () => require('./log-output'),
+  'image-proxy': () => require('./image-proxy'),
 };
 
 const target = process.env.FUNCTION_TARGET;

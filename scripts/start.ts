@@ -14,6 +14,7 @@ const env = process.env;
 const ports = {
   'log-output': readInt(env, 'LOG_OUTPUT_PORT', 8080, 1, 65535),
   pingpong: readInt(env, 'PINGPONG_PORT', 8081, 1, 65535),
+  'image-proxy': readInt(env, 'IMAGE_PROXY_PORT', 8082, 1, 65535),
 };
 const embeddedPort = readInt(env, 'EMBEDDED_PG_PORT', 5433, 1, 65535);
 const embeddedDir = path.resolve(env.EMBEDDED_PG_DIR || path.join(projectRoot, '.data'));
@@ -43,6 +44,8 @@ async function main(): Promise<void> {
     PINGPONG_URL: pingpongUrl,
     ENV_FILE: env.ENV_FILE ?? path.join(projectRoot, 'scripts', 'log-output.env'),
   });
+  // API_KEY, PIXABAY_API_URL and PIXABAY_IMAGE_HOSTS come from this environment; without a key it answers 503.
+  run('image-proxy', ports['image-proxy'], {});
 
   await Promise.all(Object.values(ports).map((port) => waitForHttp(`http://localhost:${port}/healthz`, 15_000)));
   say('start', `ready in ${Date.now() - started} ms; Ctrl-C stops everything`);

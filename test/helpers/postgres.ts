@@ -19,7 +19,7 @@ export interface TestPostgres extends LocalPostgres {
 
 export async function startTestPostgres(t: ExecutionContext): Promise<TestPostgres> {
   const { server, dir, port } = await startInTempDir();
-  const sql = postgres(server.url, { max: 2, onnotice: () => undefined, connect_timeout: 2 });
+  const sql = postgres(server.url, { max: 2, onnotice: () => undefined, connect_timeout: 30 });
   t.teardown(async () => {
     await sql.end({ timeout: 1 }).catch(() => undefined);
     await server.stop();
@@ -71,11 +71,15 @@ export function sharedTestPostgres(): { database(t: ExecutionContext): Promise<T
 async function startInTempDir(): Promise<{ server: LocalPostgres; dir: string; port: number }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'pg-test-'));
   chmodSync(dir, 0o755); // as root the server runs as the postgres user, who must enter this folder
-  const port = await freePort();
-  try {
-    return { server: await startLocalPostgres(dir, port), dir, port };
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    throw error;
+  // Another process may take a free port before Postgres binds it; then try another.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { server: await startLocalPostgres(dir, port), dir, port };
+    } catch (error) {
+      if (attempt < 3 && /could not start on port/.test((error as Error).message)) continue;
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
   }
 }

@@ -28,7 +28,7 @@ async function runStart(t: ExecutionContext, env: NodeJS.ProcessEnv) {
   return { child, ready, exited, output: () => output };
 }
 
-test('serves both functions, stops cleanly on SIGTERM and SIGINT, and a second start finds the count', async (t) => {
+test('serves the three functions, stops cleanly on SIGTERM and SIGINT, and a second start finds the count', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'start-test-'));
   chmodSync(dir, 0o755);
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,6 +37,8 @@ test('serves both functions, stops cleanly on SIGTERM and SIGINT, and a second s
     EMBEDDED_PG_PORT: String(await freePort()),
     LOG_OUTPUT_PORT: String(await freePort()),
     PINGPONG_PORT: String(await freePort()),
+    IMAGE_PROXY_PORT: String(await freePort()),
+    API_KEY: '',
   };
 
   const first = await runStart(t, env);
@@ -48,6 +50,10 @@ test('serves both functions, stops cleanly on SIGTERM and SIGINT, and a second s
   const page = (await (await fetch(`${logOutput}/`)).text()).split('\n');
   t.is(page[0], 'Hello');
   t.is(page[2], 'Ping / Pongs: 2');
+  const imageProxy = await fetch(`http://127.0.0.1:${env.IMAGE_PROXY_PORT}/`);
+  t.is(imageProxy.status, 503, 'image-proxy runs without a key');
+  t.is(await imageProxy.text(), 'API_KEY is not set\n');
+  t.true(first.output().includes(`image-proxy http://localhost:${env.IMAGE_PROXY_PORT}/`), 'npm start prints its URL');
   t.false(first.output().includes(':postgres:') || /postgres:\/\/postgres:[^@]+@/.test(first.output()), 'no password printed');
 
   first.child.kill('SIGTERM');

@@ -1,0 +1,129 @@
+/**
+ * image-proxy: searches Pixabay and serves its images from our own origin, so the API key stays here
+ * and clients never hotlink. `GET /` is a gallery, `GET /api/images` the same search as JSON,
+ * `GET /images/:id` one image's bytes, `GET /image` the first hit's preview (the course's app).
+ */
+import { pipeline } from 'node:stream/promises';
+import { http, type Request, type Response } from '@google-cloud/functions-framework';
+import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
+import { readImageProxyConfig } from './config';
+import { GALLERY_CSP, renderGallery } from './gallery';
+import { openImage, type UpstreamImage } from './images';
+import { BadRequest, parseImageId, readImageSize, readPage, readSearchQuery } from './params';
+import { PixabayClient, UpstreamError } from './pixabay';
+import { summarise } from './summary';
+
+const config = readImageProxyConfig(process.env);
+const pixabay = config.apiKey ? new PixabayClient(config.apiKey, config.apiUrl) : undefined;
+if (!pixabay) console.warn('image-proxy: API_KEY is not set; every route answers 503 until it is');
+
+// The bytes under one id never change; a day is as long as Pixabay lets us keep what it sends.
+const IMAGE_BY_ID_CACHE = 'public, max-age=86400, immutable';
+// The first hit for a query may change when the search is asked again.
+const FIRST_IMAGE_CACHE = 'public, max-age=3600';
+
+http(
+  'image-proxy',
+  // Drained on SIGTERM so that images already streaming are not cut off; nothing else to close.
+  drainOnShutdown(async (req, res) => {
+    if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
+    if (!pixabay) return sendReason(res, 503, 'API_KEY is not set');
+    try {
+      await route(pixabay, req, res);
+    } catch (error) {
+      const failure = explain(pixabay, req, error);
+      if (res.headersSent) return void res.destroy();
+      if (failure.retryAfter) res.set('Retry-After', String(failure.retryAfter));
+      sendReason(res, failure.status, failure.reason);
+    }
+  }, async () => undefined),
+);
+
+async function route(pixabay: PixabayClient, req: Request, res: Response): Promise<void> {
+  const imageId = /^\/images\/([^/]*)$/.exec(req.path)?.[1];
+  if (imageId !== undefined) return sendImageById(pixabay, req, res, parseImageId(imageId));
+  switch (req.path) {
+    case '/':
+      return sendGallery(pixabay, req, res);
+    case '/api/images':
+      return sendImageList(pixabay, req, res);
+    case '/image':
+      return sendFirstPreview(pixabay, req, res);
+    case '/healthz':
+      // Says only that we are up: asking Pixabay here would spend the rate limit on probes.
+      return void res.type('text/plain').send('ok');
+    default:
+      return sendNotFound(req, res);
+  }
+}
+
+/** `GET /?q=&page=`: the gallery. A bad request or a failed search is shown on the page, with its status. */
+async function sendGallery(pixabay: PixabayClient, req: Request, res: Response): Promise<void> {
+  res.set('Content-Security-Policy', GALLERY_CSP).type('html');
+  let query = config.defaultQuery;
+  let page = 1;
+  try {
+    query = readSearchQuery(req.query, config.defaultQuery);
+    page = readPage(req.query);
+    const result = await pixabay.search(query, page);
+    res.send(renderGallery({ query, page, totalHits: result.totalHits, images: result.hits.map(summarise) }));
+  } catch (error) {
+    const failure = explain(pixabay, req, error);
+    if (failure.retryAfter) res.set('Retry-After', String(failure.retryAfter));
+    res.status(failure.status).send(renderGallery({ query, page, totalHits: 0, images: [], error: failure.reason }));
+  }
+}
+
+/** `GET /api/images?q=&page=`: the search as JSON, with our URLs for the bytes. */
+async function sendImageList(pixabay: PixabayClient, req: Request, res: Response): Promise<void> {
+  const query = readSearchQuery(req.query, config.defaultQuery);
+  const page = readPage(req.query);
+  const { total, totalHits, hits } = await pixabay.search(query, page);
+  res.json({ query, page, total, totalHits, images: hits.map(summarise) });
+}
+
+/** `GET /image?q=`: the first hit's preview, as the course's app served it. */
+async function sendFirstPreview(pixabay: PixabayClient, req: Request, res: Response): Promise<void> {
+  const query = readSearchQuery(req.query, config.defaultQuery);
+  const [first] = (await pixabay.search(query, 1)).hits;
+  if (!first) return sendReason(res, 404, `no images found for "${query}"`);
+  await sendImage(req, res, await openImage(first.previewURL, config.imageHosts), FIRST_IMAGE_CACHE);
+}
+
+/** `GET /images/:id?size=preview|web`: that image's bytes, from the URL Pixabay gave for it. */
+async function sendImageById(pixabay: PixabayClient, req: Request, res: Response, id: number): Promise<void> {
+  const size = readImageSize(req.query);
+  const hit = await pixabay.findImage(id);
+  if (!hit) return sendReason(res, 404, `no image with id ${id}`);
+  await sendImage(req, res, await openImage(size === 'web' ? hit.webformatURL : hit.previewURL, config.imageHosts), IMAGE_BY_ID_CACHE);
+}
+
+async function sendImage(req: Request, res: Response, image: UpstreamImage, cacheControl: string): Promise<void> {
+  res.status(200);
+  res.setHeader('Content-Type', image.contentType);
+  res.setHeader('Content-Length', image.contentLength);
+  res.setHeader('Cache-Control', cacheControl);
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  if (req.method === 'HEAD') {
+    image.body.destroy();
+    return void res.end();
+  }
+  try {
+    await pipeline(image.body, res);
+  } catch (error) {
+    // The status line is gone: all we can do is cut the response short, which the client notices by its length.
+    console.error(`image-proxy: ${req.path}: the image broke off: ${(error as Error).message}`);
+    res.destroy();
+  }
+}
+
+/** The status and one-line reason for an error, logged (with the key redacted) unless it is the client's own mistake. */
+function explain(pixabay: PixabayClient, req: Request, error: unknown): { status: number; reason: string; retryAfter?: number } {
+  if (error instanceof BadRequest) return { status: 400, reason: error.message };
+  if (error instanceof UpstreamError) {
+    console.error(pixabay.redact(`image-proxy: ${req.path}: ${error.message}${error.detail ? ` (${error.detail})` : ''}`));
+    return { status: error.status, reason: pixabay.redact(error.message), retryAfter: error.retryAfterSeconds };
+  }
+  console.error(pixabay.redact(`image-proxy: ${req.path}: ${(error as Error)?.stack ?? String(error)}`));
+  return { status: 500, reason: 'internal error' };
+}

@@ -1,0 +1,218 @@
+/**
+ * Pixabay's search API as the proxy uses it: every answer cached for 24 h, one upstream request per
+ * query at a time, the rate limit honoured, and the key kept out of every message.
+ */
+import { LruCache } from './lru';
+
+/** The fields of a hit the proxy uses; Pixabay sends more, and may add keys at any time. */
+export interface Hit {
+  id: number;
+  pageURL: string;
+  tags: string;
+  user: string;
+  userId: number;
+  previewURL: string;
+  previewWidth: number;
+  previewHeight: number;
+  webformatURL: string;
+  webformatWidth: number;
+  webformatHeight: number;
+  imageWidth: number;
+  imageHeight: number;
+}
+
+export interface SearchResult {
+  total: number;
+  totalHits: number;
+  hits: Hit[];
+}
+
+/** Pixabay's own default; with at most 500 hits per search that makes 25 pages. */
+export const PAGE_SIZE = 20;
+export const MAX_PAGE = 25;
+
+/** Every upstream exchange, the JSON or an image's bytes, ends within this. */
+export const UPSTREAM_DEADLINE_MS = 5000;
+
+// Pixabay's terms: cache searches for 24 h. Bounded so that a stream of distinct queries cannot exhaust memory.
+const CACHE_TTL_MS = 24 * 60 * 60 * 1000;
+const MAX_CACHED_SEARCHES = 500;
+const MAX_KNOWN_IMAGES = 10_000;
+// When Pixabay says the limit is reached but not for how long: its window is 60 s.
+const DEFAULT_RATE_LIMIT_WAIT_S = 60;
+
+/** Pixabay failed us; `status` is what our client gets, `message` is safe to show, `detail` is for the log. */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError';
+  constructor(
+    readonly status: 404 | 503 | 504,
+    message: string,
+    readonly detail?: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+
+  /** Pixabay's rate limit is used up: the one failure a stale result may cover. */
+  get rateLimited(): boolean {
+    return this.retryAfterSeconds !== undefined;
+  }
+}
+
+/** The same search whatever the spacing or case: one cache entry, one upstream request. */
+export function normaliseQuery(query: string): string {
+  return query.normalize('NFC').trim().replace(/\s+/g, ' ').toLowerCase();
+}
+
+/** Replaces `secret`, raw or URL-encoded, wherever it appears in `text`. */
+export function redactor(secret: string): (text: string) => string {
+  const forms = [...new Set([secret, encodeURIComponent(secret), new URLSearchParams({ s: secret }).toString().slice(2)])];
+  return (text) => forms.reduce((out, form) => out.split(form).join('REDACTED'), text);
+}
+
+/** A failed `fetch` as one line naming who failed: a timeout is a 504, anything else a 503. */
+export function fetchFailure(error: unknown, who: string, detail: string): UpstreamError {
+  if ((error as Error).name === 'TimeoutError') {
+    return new UpstreamError(504, `${who} did not answer within ${UPSTREAM_DEADLINE_MS} ms`, detail);
+  }
+  const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
+  return new UpstreamError(503, `${who} is unreachable (${cause})`, detail);
+}
+
+export class PixabayClient {
+  readonly redact: (text: string) => string;
+  private readonly searches: LruCache<string, SearchResult>;
+  private readonly knownImages: LruCache<number, Hit>;
+  private readonly inFlight = new Map<string, Promise<SearchResult>>();
+  /** No request goes upstream before this time (ms since the epoch): Pixabay's limit is used up. */
+  private blockedUntil = 0;
+
+  constructor(
+    private readonly apiKey: string,
+    private readonly apiUrl: string,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.redact = redactor(apiKey);
+    this.searches = new LruCache(MAX_CACHED_SEARCHES, CACHE_TTL_MS, now);
+    this.knownImages = new LruCache(MAX_KNOWN_IMAGES, CACHE_TTL_MS, now);
+  }
+
+  /** One page of hits for `query`. */
+  search(query: string, page: number): Promise<SearchResult> {
+    const q = normaliseQuery(query);
+    return this.cached(`q:${page}:${q}`, { q, page: String(page), per_page: String(PAGE_SIZE), image_type: 'all', safesearch: 'true' });
+  }
+
+  /** The hit with this id: from a recent search when there is one, else asked of Pixabay by id. */
+  async findImage(id: number): Promise<Hit | undefined> {
+    const known = this.knownImages.get(id);
+    if (known?.fresh) return known.value;
+    try {
+      const result = await this.cached(`id:${id}`, { id: String(id) });
+      return result.hits.find((hit) => hit.id === id);
+    } catch (error) {
+      if (known && error instanceof UpstreamError && error.rateLimited) return known.value;
+      throw error;
+    }
+  }
+
+  /** A fresh cached answer; else one upstream request shared by every caller waiting for it; a stale answer while rate-limited. */
+  private cached(key: string, params: Record<string, string>): Promise<SearchResult> {
+    const entry = this.searches.get(key);
+    if (entry?.fresh) return Promise.resolve(entry.value);
+    let pending = this.inFlight.get(key);
+    if (!pending) {
+      pending = this.fetchResult(params)
+        .then((result) => {
+          this.searches.set(key, result);
+          for (const hit of result.hits) this.knownImages.set(hit.id, hit);
+          return result;
+        })
+        .catch((error: unknown) => {
+          if (entry && error instanceof UpstreamError && error.rateLimited) return entry.value;
+          throw error;
+        })
+        .finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async fetchResult(params: Record<string, string>): Promise<SearchResult> {
+    if (this.now() < this.blockedUntil) throw this.rateLimited();
+    const url = new URL(this.apiUrl);
+    url.search = new URLSearchParams({ key: this.apiKey, ...params }).toString();
+    const detail = `GET ${this.redact(url.href)}`;
+    let response: Response;
+    let body: string;
+    try {
+      // A redirect would carry the key to wherever it points: treat it as the error it is.
+      response = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(UPSTREAM_DEADLINE_MS) });
+      body = await response.text();
+    } catch (error) {
+      throw fetchFailure(error, 'Pixabay', detail);
+    }
+    this.noteRateLimit(response);
+    if (response.status === 429) throw this.rateLimited();
+    if (!response.ok) {
+      const said = this.redact(body.trim().split('\n')[0]!.slice(0, 120));
+      throw new UpstreamError(503, `Pixabay answered ${response.status}${said ? `: ${said}` : ''}`, detail);
+    }
+    const result = parseSearchResult(body);
+    if (!result) throw new UpstreamError(503, 'Pixabay answered something that is not search results', detail);
+    return result;
+  }
+
+  /** `X-RateLimit-Remaining: 0` or a 429 stops upstream requests for `X-RateLimit-Reset` seconds. */
+  private noteRateLimit(response: Response): void {
+    const remaining = Number(response.headers.get('x-ratelimit-remaining') ?? NaN);
+    if (response.status !== 429 && remaining !== 0) return;
+    const reset = Number(response.headers.get('x-ratelimit-reset') ?? NaN);
+    const waitSeconds = Number.isFinite(reset) && reset > 0 ? reset : DEFAULT_RATE_LIMIT_WAIT_S;
+    this.blockedUntil = Math.max(this.blockedUntil, this.now() + waitSeconds * 1000);
+  }
+
+  private rateLimited(): UpstreamError {
+    const seconds = Math.max(1, Math.ceil((this.blockedUntil - this.now()) / 1000));
+    return new UpstreamError(503, `Pixabay's rate limit is used up; try again in ${seconds} s`, undefined, seconds);
+  }
+}
+
+/** The search result in `body`, or undefined when it is not JSON of that shape. Hits without usable URLs are left out. */
+export function parseSearchResult(body: string): SearchResult | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  const { total, totalHits, hits } = (json ?? {}) as Record<string, unknown>;
+  if (!isCount(total) || !isCount(totalHits) || !Array.isArray(hits)) return undefined;
+  return { total, totalHits, hits: hits.map(parseHit).filter((hit) => hit !== undefined) };
+}
+
+function parseHit(raw: unknown): Hit | undefined {
+  const hit = (raw ?? {}) as Record<string, unknown>;
+  if (!isCount(hit.id) || hit.id === 0) return undefined;
+  const { pageURL, previewURL, webformatURL } = hit;
+  if (typeof pageURL !== 'string' || typeof previewURL !== 'string' || typeof webformatURL !== 'string') return undefined;
+  return {
+    id: hit.id,
+    pageURL,
+    tags: typeof hit.tags === 'string' ? hit.tags : '',
+    user: typeof hit.user === 'string' ? hit.user : '',
+    userId: isCount(hit.user_id) ? hit.user_id : 0,
+    previewURL,
+    previewWidth: isCount(hit.previewWidth) ? hit.previewWidth : 0,
+    previewHeight: isCount(hit.previewHeight) ? hit.previewHeight : 0,
+    webformatURL,
+    webformatWidth: isCount(hit.webformatWidth) ? hit.webformatWidth : 0,
+    webformatHeight: isCount(hit.webformatHeight) ? hit.webformatHeight : 0,
+    imageWidth: isCount(hit.imageWidth) ? hit.imageWidth : 0,
+    imageHeight: isCount(hit.imageHeight) ? hit.imageHeight : 0,
+  };
+}
+
+function isCount(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
