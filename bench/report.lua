@@ -1,0 +1,36 @@
+-- wrk script: print the run's numbers as one JSON line; with PONG_FILE set, also collect every
+-- `pong N` body (per thread) and write the numbers there, one per line, for the correctness check.
+local pong_file = os.getenv("PONG_FILE")
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  pongs = {}
+end
+
+if pong_file then
+  response = function(status, headers, body)
+    if status == 200 then
+      local n = body:match("^pong (%d+)$")
+      if n then pongs[#pongs + 1] = n end
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  if pong_file then
+    local file = io.open(pong_file, "w")
+    for _, thread in ipairs(threads) do
+      for _, n in ipairs(thread:get("pongs")) do file:write(n, "\n") end
+    end
+    file:close()
+  end
+  local errors = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"non2xx":%d,"socket_errors":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    errors.status, errors.connect + errors.read + errors.write + errors.timeout))
+end
