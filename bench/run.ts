@@ -11,6 +11,7 @@ import { projectRoot, readInt } from '../functions/shared/config';
 import { connect, migrate, readDatabaseConfig } from '../functions/shared/db';
 import { spawnFunction } from '../scripts/functions';
 import { startLocalPostgres } from '../scripts/local-postgres';
+import { startFakePixabay } from '../test/helpers/pixabay';
 import { databaseCeiling, have, wrk, type LoadResult } from './load';
 
 const SECONDS = readInt(process.env, 'BENCH_SECONDS', 5, 1, 120);
@@ -33,6 +34,7 @@ interface Server {
 }
 
 const servers: Server[] = [];
+let pixabay: Awaited<ReturnType<typeof startFakePixabay>> | undefined;
 let nextPort = 19_100;
 
 async function main(): Promise<void> {
@@ -62,15 +64,17 @@ async function main(): Promise<void> {
     const pingpongs = [await start('pingpong', dbEnv), await start('pingpong', dbEnv), await start('pingpong', dbEnv)];
     const naive = await start('naive-pingpong', dbEnv, path.join(projectRoot, 'dist', 'bench', 'naive-pingpong.js'));
     const logOutput = await start('log-output', { PINGPONG_URL: pingpongs[0]!.url, ENV_FILE: path.join(projectRoot, 'scripts', 'log-output.env') });
+    pixabay = await startFakePixabay();
+    const imageProxy = await start('image-proxy', pixabay.env);
     const idleRssMb = Object.fromEntries(servers.map((server) => [server.name, rssMb(server.child.pid!)]));
 
     const rows: Row[] = [];
-    const measure = async (name: string, server: Server | Server[], route: string, connections: number, extra?: (r: LoadResult) => Promise<string>) => {
+    const measure = async (name: string, server: Server | Server[], route: string, connections: number, check?: (r: LoadResult) => Promise<string>, collectPongs = false) => {
       const targets = Array.isArray(server) ? server : [server];
       const sampler = sampleRss(targets);
-      const result = await wrk(targets.map((s) => s.url + route), connections, SECONDS, extra !== undefined);
+      const result = await wrk(targets.map((s) => s.url + route), connections, SECONDS, collectPongs);
       clearInterval(sampler);
-      const row: Row = { name, connections, processes: targets.length, ...result, check: extra ? await extra(result) : undefined };
+      const row: Row = { name, connections, processes: targets.length, ...result, check: check ? await check(result) : undefined };
       delete row.pongs;
       rows.push(row);
       console.error(`  ${name} c=${connections} x${targets.length}: ${Math.round(result.requestsPerSecond)} req/s${row.check ? `, ${row.check}` : ''}`);
@@ -87,7 +91,7 @@ async function main(): Promise<void> {
         await measure('pingpong /pingpong', instances, '/pingpong', c, async (result) => {
           const after = await count();
           return checkPongs(result, before, after, c, await exactBurst(instances.map((s) => `${s.url}/pingpong`), c, count));
-        });
+        }, true);
       }
     }
 
@@ -106,11 +110,15 @@ async function main(): Promise<void> {
         const answered = result.pongs!.length;
         const repeated = answered - new Set(result.pongs).size;
         return `${Math.max(0, answered - (after - before))} lost updates, ${repeated} repeated numbers`;
-      });
+      }, true);
     }
 
     await measure('pingpong /pongs', pingpongs[0]!, '/pongs', 128);
     await measure('log-output /', logOutput, '/', 128);
+    await fetch(`${imageProxy.url}/api/images?q=red+sky`); // fill the cache: the run measures cached searches
+    const upstreamBefore = pixabay.calls.api;
+    await measure('image-proxy /api/images (cached)', imageProxy, '/api/images?q=red+sky', 128, async (result) =>
+      `${pixabay!.calls.api - upstreamBefore} upstream requests for ${result.requests} answers`);
 
     console.error('Cold starts: spawn to first 200 on /healthz.');
     const coldStarts: Record<string, number> = {};
@@ -118,6 +126,7 @@ async function main(): Promise<void> {
       ['hello', {}, path.join(projectRoot, 'dist', 'bench', 'hello.js')],
       ['pingpong', dbEnv],
       ['log-output', { PINGPONG_URL: pingpongs[0]!.url }],
+      ['image-proxy', pixabay.env],
     ];
     for (const [name, env, source] of coldTargets) coldStarts[name] = await coldStart(name, env, source);
 
@@ -128,6 +137,7 @@ async function main(): Promise<void> {
     console.error('Wrote bench/results.json');
   } finally {
     for (const server of servers) server.child.kill('SIGKILL');
+    await pixabay?.close();
     await sql.end({ timeout: 1 });
     await db.stop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -257,6 +267,7 @@ function summarise(rows: Row[], coldStarts: Record<string, number>, idleRssMb: R
     { what: 'pingpong x3 @128 / framework hello @128', ratio: rps('pingpong /pingpong', 128, 3) / hello128, goal: '>= 0.9', met: false },
     { what: 'pingpong x1 @128 / naive peer @128', ratio: rps('pingpong /pingpong', 128) / rps('naive peer', 128), goal: '>= 2', met: false },
     { what: 'log-output / @128 / framework hello @128', ratio: rps('log-output /', 128) / hello128, goal: '>= 0.4', met: false },
+    { what: 'image-proxy cached /api/images @128 / framework hello @128', ratio: rps('image-proxy /api/images (cached)', 128) / hello128, goal: '>= 0.8', met: false },
     ...Object.entries(coldStarts)
       .filter(([name]) => name !== 'hello')
       .map(([name, ms]) => ({ what: `cold start ${name} / framework hello`, ratio: ms / coldStarts.hello!, goal: '<= 1.2', met: false })),
