@@ -50,7 +50,7 @@ function readOptions(argv: string[]) {
       },
     });
   } catch (error) {
-    throw new SealError(`${(error as Error).message.split('\n')[0]}; ${usage}`);
+    throw new SealError(`${(error as Error).message.split('. ')[0]}; ${usage}`);
   }
 }
 
@@ -76,7 +76,8 @@ function kubectl(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('kubectl', ['--request-timeout=10s', ...args], { timeout: 15_000 }, (error, stdout, stderr) => {
       if (error && error.code === 'ENOENT') return reject(error);
-      const said = stderr.trim().split('\n')[0] || (error && `exit code ${error.code ?? error.signal}`);
+      // kubectl's last line is its verdict; the lines before are client-go's retries
+      const said = stderr.trim().split('\n').at(-1) || (error && `exit code ${error.code ?? error.signal}`);
       if (error) return reject(new Error(said || 'no reason given'));
       resolve(stdout);
     });
@@ -87,9 +88,12 @@ function readBytes(file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (error) {
-    throw new SealError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    const { code, message } = error as NodeJS.ErrnoException;
+    throw new SealError(`cannot read ${file}: ${readProblems[code ?? ''] ?? message}`);
   }
 }
+
+const readProblems: Record<string, string> = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'it is a folder' };
 
 function readText(file: string): string {
   return readBytes(file).toString('latin1');
