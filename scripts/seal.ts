@@ -5,17 +5,20 @@
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { SealError, parseKeyValueLines, readControllerKey, sealedSecretYaml, type Scope } from './sealed-secret';
+import { SealError, checkIdentity, parseKeyValueLines, readControllerKey, sealedSecretYaml, type Scope } from './sealed-secret';
 
 const usage =
   'usage: npm run seal -- --name <secret> [--namespace exercises] [--scope strict|namespace-wide|cluster-wide] ' +
-  '[--cert <controller-cert.pem>] [--out <file>] [<KEY=VALUE file>]   (no file: reads stdin)';
+  '[--cert <controller-cert.pem>] [--controller-namespace kube-system] [--controller-name sealed-secrets-controller] ' +
+  '[--out <file>] [<KEY=VALUE file>]   (no file: reads stdin)';
 
 async function main(argv: string[]): Promise<void> {
   const { values: options, positionals: files } = readOptions(argv);
   if (options.help) return void console.log(usage);
   if (!options.name) throw new SealError(`--name is missing; ${usage}`);
   if (files.length > 1) throw new SealError(`give at most one KEY=VALUE file, got ${files.length}; ${usage}`);
+  const secret = { name: options.name, namespace: options.namespace, scope: options.scope as Scope };
+  checkIdentity(secret);
 
   const cert = options.cert
     ? { pem: readText(options.cert), source: options.cert }
@@ -26,7 +29,6 @@ async function main(argv: string[]): Promise<void> {
   const input = inputFile ? readBytes(inputFile) : await readStdin();
   const data = parseKeyValueLines(input, inputFile ?? 'stdin');
 
-  const secret = { name: options.name, namespace: options.namespace, scope: options.scope as Scope };
   const manifest = sealedSecretYaml(publicKey, secret, data);
   if (options.out) writeFileSync(options.out, manifest);
   else process.stdout.write(manifest);
@@ -75,11 +77,11 @@ async function fetchControllerCert(namespace: string, name: string): Promise<{ p
 function kubectl(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('kubectl', ['--request-timeout=10s', ...args], { timeout: 15_000 }, (error, stdout, stderr) => {
-      if (error && error.code === 'ENOENT') return reject(error);
+      if (!error) return resolve(stdout);
+      if (error.code === 'ENOENT') return reject(error);
+      if (error.killed) return reject(new Error('no answer within 15 s'));
       // kubectl's last line is its verdict; the lines before are client-go's retries
-      const said = stderr.trim().split('\n').at(-1) || (error && `exit code ${error.code ?? error.signal}`);
-      if (error) return reject(new Error(said || 'no reason given'));
-      resolve(stdout);
+      reject(new Error(stderr.trim().split('\n').at(-1) || `exit code ${error.code}`));
     });
   });
 }

@@ -89,7 +89,8 @@ export function sealedSecretYaml(publicKey: KeyObject, secret: SecretIdentity, d
 const dnsSubdomain = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const dnsLabel = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-function checkIdentity({ name, namespace, scope }: SecretIdentity): void {
+/** Refuses a name, namespace or scope that the cluster would refuse. */
+export function checkIdentity({ name, namespace, scope }: SecretIdentity): void {
   if (!dnsSubdomain.test(name)) throw new SealError(`--name "${name}" is not a valid Secret name (lower-case letters, digits, '-' and '.')`);
   if (!dnsLabel.test(namespace)) throw new SealError(`--namespace "${namespace}" is not a valid namespace (lower-case letters, digits and '-')`);
   if (!scopes.includes(scope)) throw new SealError(`--scope must be one of ${scopes.join(', ')}, got "${scope}"`);
@@ -110,7 +111,7 @@ export function parseKeyValueLines(input: Buffer, source: string): Map<string, B
     let line = input.subarray(start, newline === -1 ? input.length : newline);
     start = newline === -1 ? input.length : newline + 1;
     if (line.at(-1) === 0x0d) line = line.subarray(0, -1);
-    const text = line.toString('latin1').trimStart();
+    const text = line.toString('latin1').trimStart(); // latin1: one character per byte, so offsets stay byte offsets
     if (text === '' || text.startsWith('#')) continue;
     const equals = text.indexOf('=');
     const key = text.slice(0, equals);
@@ -118,7 +119,8 @@ export function parseKeyValueLines(input: Buffer, source: string): Map<string, B
       throw new SealError(`${source} line ${lineNumber}: expected KEY=VALUE, with a key of letters, digits, '-', '_' or '.'`);
     }
     if (data.has(key)) throw new SealError(`${source} line ${lineNumber}: ${key} is given twice`);
-    data.set(key, Buffer.from(line.subarray(line.length - (text.length - equals - 1))));
+    const indent = line.length - text.length;
+    data.set(key, Buffer.from(line.subarray(indent + equals + 1)));
   }
   if (data.size === 0) throw new SealError(`${source} holds no KEY=VALUE lines: nothing to seal`);
   return data;

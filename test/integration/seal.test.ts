@@ -56,7 +56,7 @@ function runSeal(args: string[], { stdin = '', PATH = emptyDir }: { stdin?: stri
 }
 
 test('a dotenv file in, a SealedSecret file out that the controller opens', async (t) => {
-  const envFile = file('credentials.env', '# Postgres\nPGUSER=pingpong\nPGPASSWORD=s3cr3t=with=equals\nPGDATABASE=pingpong\n');
+  const envFile = file('credentials.env', '# Postgres\nPGUSER=pingpong\nPGPASSWORD=test-pw=with=equals\nPGDATABASE=pingpong\n');
   const out = path.join(dir, 'postgres-credentials.sealedsecret.yaml');
   const run = await runSeal(['--cert', certFile, '--name', 'postgres-credentials', '--scope', 'namespace-wide', '--out', out, envFile]);
   t.deepEqual(run, { code: 0, stdout: '', stderr: '' });
@@ -66,7 +66,7 @@ test('a dotenv file in, a SealedSecret file out that the controller opens', asyn
   const opened = unseal(controller.privateKey, manifest);
   t.deepEqual(Object.fromEntries(Object.entries(opened).map(([k, v]) => [k, v.toString()])), {
     PGUSER: 'pingpong',
-    PGPASSWORD: 's3cr3t=with=equals',
+    PGPASSWORD: 'test-pw=with=equals',
     PGDATABASE: 'pingpong',
   });
 });
@@ -97,8 +97,8 @@ test('each mistake gets one clear line on stderr, nothing on stdout, and exit co
     ['certificate path is a folder', ['--cert', dir, '--name', 'x'], /^seal: cannot read \S+: it is a folder$/],
     ['malformed input line', ['--cert', certFile, '--name', 'x'], /^seal: stdin line 2: expected KEY=VALUE/, 'OK=1\nPGPASSWORD hunter2\n'],
     ['empty input', ['--cert', certFile, '--name', 'x'], /^seal: stdin holds no KEY=VALUE lines: nothing to seal$/, ''],
-    ['bad scope', ['--cert', certFile, '--name', 'x', '--scope', 'global'], /^seal: --scope must be one of strict, namespace-wide, cluster-wide, got "global"$/, 'A=1\n'],
-    ['bad name', ['--cert', certFile, '--name', 'Pixabay_Key'], /^seal: --name "Pixabay_Key" is not a valid Secret name/, 'A=1\n'],
+    ['bad scope', ['--name', 'x', '--scope', 'global'], /^seal: --scope must be one of strict, namespace-wide, cluster-wide, got "global"$/, 'A=1\n'],
+    ['bad name', ['--name', 'Pixabay_Key'], /^seal: --name "Pixabay_Key" is not a valid Secret name/, 'A=1\n'],
     ['unknown option', ['--cert', certFile, '--name', 'x', '--format', 'json'], /^seal: Unknown option '--format'; usage: /],
   ];
   for (const [what, args, message, stdin = 'A=1\n'] of cases) {
@@ -149,9 +149,9 @@ if (rest === 'get service --namespace kube-system sealed-secrets-controller -o j
 else if (rest === 'get --raw /api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:http-cert/proxy/v1/cert.pem') process.stdout.write(fs.readFileSync(${JSON.stringify(certFile)}));
 else { console.error('error: unexpected ' + rest); process.exit(1); }`,
   );
-  const run = await runSeal(['--name', 'pixabay-apikey'], { stdin: 'API_KEY=from-the-cluster\n', PATH: kubectl.PATH });
+  const run = await runSeal(['--name', 'pixabay-apikey'], { stdin: 'API_KEY=test-from-the-cluster\n', PATH: kubectl.PATH });
   t.is(run.code, 0, run.stderr);
-  t.is(unseal(controller.privateKey, parse(run.stdout)).API_KEY!.toString(), 'from-the-cluster');
+  t.is(unseal(controller.privateKey, parse(run.stdout)).API_KEY!.toString(), 'test-from-the-cluster');
   t.is(kubectl.calls().length, 2);
   t.true(kubectl.calls().every((call) => call.includes('"--request-timeout=10s"')), 'kubectl never hangs on a dead cluster');
 });

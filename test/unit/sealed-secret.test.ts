@@ -1,5 +1,6 @@
 /** Sealing, checked by opening the result the way the controller does, with a key pair made here. */
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { parse } from 'yaml';
@@ -40,8 +41,8 @@ function moved(manifest: AppliedSealedSecret, to: { name?: string; namespace?: s
 }
 
 test('a strict SealedSecret opens only under its own namespace and name', (t) => {
-  const { manifest } = seal('strict', { API_KEY: 'the-key' });
-  t.is(unseal(controller.privateKey, manifest).API_KEY!.toString(), 'the-key');
+  const { manifest } = seal('strict', { API_KEY: 'test-key' });
+  t.is(unseal(controller.privateKey, manifest).API_KEY!.toString(), 'test-key');
   t.throws(() => unseal(controller.privateKey, moved(manifest, { namespace: 'default' })));
   t.throws(() => unseal(controller.privateKey, moved(manifest, { name: 'other-secret' })));
   t.throws(() => openSealedValue(controller.privateKey, manifest.spec.encryptedData.API_KEY!, Buffer.from('exercises')));
@@ -49,28 +50,28 @@ test('a strict SealedSecret opens only under its own namespace and name', (t) =>
 });
 
 test('a namespace-wide SealedSecret opens under any name in its namespace, and in no other namespace', (t) => {
-  const { manifest } = seal('namespace-wide', { API_KEY: 'the-key' });
-  t.is(unseal(controller.privateKey, moved(manifest, { name: 'renamed' })).API_KEY!.toString(), 'the-key');
+  const { manifest } = seal('namespace-wide', { API_KEY: 'test-key' });
+  t.is(unseal(controller.privateKey, moved(manifest, { name: 'renamed' })).API_KEY!.toString(), 'test-key');
   t.throws(() => unseal(controller.privateKey, moved(manifest, { namespace: 'default' })));
   const stripped = { ...manifest, metadata: { name: manifest.metadata.name, namespace: 'exercises' } };
   t.throws(() => unseal(controller.privateKey, stripped), undefined, 'dropping the scope annotation makes it strict, and strict does not open');
 });
 
 test('a cluster-wide SealedSecret opens under any namespace and name, and not under a narrower label', (t) => {
-  const { manifest } = seal('cluster-wide', { API_KEY: 'the-key' });
-  t.is(unseal(controller.privateKey, moved(manifest, { namespace: 'default', name: 'renamed' })).API_KEY!.toString(), 'the-key');
+  const { manifest } = seal('cluster-wide', { API_KEY: 'test-key' });
+  t.is(unseal(controller.privateKey, moved(manifest, { namespace: 'default', name: 'renamed' })).API_KEY!.toString(), 'test-key');
   t.throws(() => openSealedValue(controller.privateKey, manifest.spec.encryptedData.API_KEY!, Buffer.from('exercises')));
   t.throws(() => openSealedValue(controller.privateKey, manifest.spec.encryptedData.API_KEY!, Buffer.from('exercises/pixabay-apikey')));
 });
 
 test('flipping any byte of a sealed value makes it fail to open, in every scope', (t) => {
   for (const scope of scopes) {
-    const { manifest } = seal(scope, { PGPASSWORD: 'correct horse' });
+    const { manifest } = seal(scope, { PGPASSWORD: 'test horse' });
     const label = controllerLabel(manifest);
     const bytes = Buffer.from(manifest.spec.encryptedData.PGPASSWORD!, 'base64');
-    t.is(openSealedValue(controller.privateKey, bytes.toString('base64'), label).toString(), 'correct horse', `${scope}: untouched, it opens`);
+    t.is(openSealedValue(controller.privateKey, bytes.toString('base64'), label).toString(), 'test horse', `${scope}: untouched, it opens`);
     t.is(bytes.readUInt16BE(0), 256, 'RSA-2048 ciphertext length first, big-endian');
-    t.is(bytes.length, 2 + 256 + 'correct horse'.length + 16, 'then the GCM ciphertext and its 16-byte tag');
+    t.is(bytes.length, 2 + 256 + 'test horse'.length + 16, 'then the GCM ciphertext and its 16-byte tag');
     let failures = 0;
     for (let i = 0; i < bytes.length; i++) {
       const tampered = Buffer.from(bytes);
@@ -145,11 +146,11 @@ test('the certificate: expired, non-RSA, garbage and a broken PEM each get their
 });
 
 test('KEY=VALUE lines are read as kubectl --from-env-file reads them', (t) => {
-  const input = Buffer.from('# comment\n\n  PGUSER=pingpong\r\nPGPASSWORD="a=b c"\nEMPTY=\nGREETING=Grüße\n');
+  const input = Buffer.from('# comment\n\n  PGUSER=pingpong\r\nPGPASSWORD="test a=b c"\nEMPTY=\nGREETING=Grüße\n');
   const data = parseKeyValueLines(input, '.env');
   t.deepEqual(
     Object.fromEntries([...data].map(([key, value]) => [key, value.toString()])),
-    { PGUSER: 'pingpong', PGPASSWORD: '"a=b c"', EMPTY: '', GREETING: 'Grüße' },
+    { PGUSER: 'pingpong', PGPASSWORD: '"test a=b c"', EMPTY: '', GREETING: 'Grüße' },
   );
   const binary = Buffer.concat([Buffer.from('BLOB='), Buffer.from([0x00, 0xff, 0xc3, 0x28, 0x0d, 0x09])]);
   t.true(parseKeyValueLines(binary, 'stdin').get('BLOB')!.equals(Buffer.from([0x00, 0xff, 0xc3, 0x28, 0x0d, 0x09])), 'bytes pass through');
@@ -171,4 +172,24 @@ test('a name, namespace or scope the cluster would refuse is refused here first'
   t.throws(() => sealedSecretYaml(key, { name: 'Bad_Name', namespace: 'exercises', scope: 'strict' }, data), { message: /^--name "Bad_Name"/ });
   t.throws(() => sealedSecretYaml(key, { name: 'ok', namespace: 'a.b', scope: 'strict' }, data), { message: /^--namespace "a\.b"/ });
   t.throws(() => sealedSecretYaml(key, { name: 'ok', namespace: 'exercises', scope: 'global' as Scope }, data), { message: /^--scope must be one of strict, namespace-wide, cluster-wide/ });
+});
+
+test('the committed SealedSecrets: the names and keys the cluster uses, strict scope, sealed for the demo certificate', (t) => {
+  const demo = new X509Certificate(readFileSync(path.join(projectRoot, 'knative', 'sealed-secrets-demo-cert.pem')));
+  t.is(demo.publicKey.asymmetricKeyType, 'rsa');
+  const rsaBytes = demo.publicKey.asymmetricKeyDetails!.modulusLength! / 8;
+  const secrets = { 'pixabay-apikey': ['API_KEY'], 'postgres-credentials': ['PGDATABASE', 'PGPASSWORD', 'PGUSER'] };
+  for (const [name, keys] of Object.entries(secrets)) {
+    const manifest = parse(readFileSync(path.join(projectRoot, 'knative', `${name}.sealedsecret.yaml`), 'utf8')) as SealedSecretManifest;
+    t.deepEqual(validateSealedSecret(manifest), [], name);
+    const metadata = { name, namespace: 'exercises' };
+    t.deepEqual(manifest.metadata, metadata, `${name}: strict scope, no scope annotation`);
+    t.deepEqual(manifest.spec.template, { metadata, type: 'Opaque' });
+    t.deepEqual(Object.keys(manifest.spec.encryptedData), keys);
+    for (const [key, sealed] of Object.entries(manifest.spec.encryptedData)) {
+      const bytes = Buffer.from(sealed, 'base64');
+      t.is(bytes.readUInt16BE(0), rsaBytes, `${name}.${key}: a session key sealed for the demo certificate's ${rsaBytes * 8}-bit key`);
+      t.true(bytes.length >= 2 + rsaBytes + 16, `${name}.${key}: then the value and its GCM tag`);
+    }
+  }
 });
