@@ -20,7 +20,6 @@ import { projectRoot } from '../../functions/shared/config';
 import { crdValidator as sealedSecretCrdValidator } from './crd-schema';
 
 // Parsed YAML: the checks walk it freely and report what they do not find.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Obj = Record<string, any>;
 
 export interface Manifest {
