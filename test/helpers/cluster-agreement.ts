@@ -204,8 +204,9 @@ export function postgresProblems(manifests: Manifest[]): string[] {
 const TREE_FILE_DIRS = ['scripts', 'db'];
 
 /**
- * A ConfigMap key named like a file in the tree must hold that file's text, and every `*_FILE`
- * variable must point at a key of a ConfigMap or Secret mounted in its container.
+ * A ConfigMap key named like a file in the tree must hold that file's text; ENV_FILE must point at a
+ * key of a ConfigMap or Secret mounted in its container, and so must any variable naming a path inside
+ * such a mount.
  */
 export function fileProblems(manifests: Manifest[], root = projectRoot): string[] {
   const problems: string[] = [];
@@ -226,9 +227,10 @@ export function fileProblems(manifests: Manifest[], root = projectRoot): string[
     for (const pod of podTemplates(manifest.doc)) {
       for (const { at, container } of containers(pod)) {
         ((container.env ?? []) as Obj[]).forEach((variable, i) => {
-          if (!/_FILE$/.test(variable.name) || typeof variable.value !== 'string') return;
+          if (typeof variable.value !== 'string') return;
           const where = mountedFile(variable.value, container, pod.spec, manifests);
-          if (where !== 'ok') report(manifest, `${at}/env/${i}`, `${variable.name}=${variable.value}: ${where}`);
+          const mustBeMounted = variable.name === 'ENV_FILE' || where !== 'no ConfigMap or Secret is mounted above it';
+          if (mustBeMounted && where !== 'ok') report(manifest, `${at}/env/${i}`, `${variable.name}=${variable.value}: ${where}`);
         });
       }
     }
@@ -243,7 +245,7 @@ function mountedFile(file: string, container: Obj, podSpec: Obj, manifests: Mani
     if (!file.startsWith(prefix)) continue;
     const volume = ((podSpec.volumes ?? []) as Obj[]).find((v) => v.name === mount.name);
     const source = volume?.configMap ?? volume?.secret;
-    if (!source) return `${mount.mountPath} is not a ConfigMap or Secret volume`;
+    if (!source) continue;
     const name = source.name ?? source.secretName;
     const relative = path.posix.join(mount.subPath ?? '', file.slice(prefix.length));
     const items = source.items as Obj[] | undefined;

@@ -350,7 +350,7 @@ export function scaleBounds(doc: Obj): { min: number; max: number } {
 const IN_CLUSTER_HOST = /\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\.cluster\.local)?\b(:(\d+))?/g;
 const CLUSTER_SCOPED_KINDS = ['Namespace'];
 
-/** Every name one manifest gives another must lead somewhere, and the two must agree. */
+/** Every name one manifest gives another (Secret, ConfigMap, claim, Service, namespace) must lead somewhere, and the two must agree. */
 export function referenceProblems(manifests: Manifest[]): string[] {
   const problems: string[] = [];
   const report = (manifest: Manifest, at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
@@ -360,6 +360,7 @@ export function referenceProblems(manifests: Manifest[]): string[] {
   const configMaps = new Map(
     manifests.filter((m) => m.doc.kind === 'ConfigMap').map((m) => [m.doc.metadata?.name, new Set(Object.keys({ ...m.doc.data, ...m.doc.binaryData }))]),
   );
+  const claims = new Set(manifests.filter((m) => m.doc.kind === 'PersistentVolumeClaim').map((m) => m.doc.metadata?.name));
   const services = manifests.filter((m) => m.doc.apiVersion === 'v1' && m.doc.kind === 'Service');
   const knativeServices = manifests.filter((m) => isKnativeService(m.doc));
   const workloads = manifests.filter((m) => podTemplates(m.doc).length > 0);
@@ -399,6 +400,8 @@ export function referenceProblems(manifests: Manifest[]): string[] {
       }
       ((pod.spec.volumes ?? []) as Obj[]).forEach((volume, i) => {
         const at = `${pod.at}/volumes/${i}`;
+        const claim = volume.persistentVolumeClaim?.claimName;
+        if (claim && !claims.has(claim)) report(manifest, at, `PersistentVolumeClaim "${claim}" is in no manifest`);
         const items = (volume.secret ?? volume.configMap)?.items as Obj[] | undefined;
         if (volume.secret) (items ?? [{}]).forEach((item) => needKey(manifest, at, secrets, 'Secret', volume.secret.secretName, item.key));
         if (volume.configMap) (items ?? [{}]).forEach((item) => needKey(manifest, at, configMaps, 'ConfigMap', volume.configMap.name, item.key));

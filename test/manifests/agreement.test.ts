@@ -105,6 +105,9 @@ test('files: the ConfigMap holds scripts/log-output.env as it is, and ENV_FILE p
   assertCaught(t, fileProblems(after('knative/log-output-configmap.yaml', (doc) => (doc.data['log-output.env'] = 'MESSAGE=Hi\n'))), /\/data\/log-output\.env: differs from scripts\/log-output\.env/);
   assertCaught(t, fileProblems(after('knative/log-output.yaml', (doc) => (env(doc, 'ENV_FILE').value = '/etc/log-output/.env'))), /ENV_FILE=\/etc\/log-output\/\.env: log-output-config has no key for \.env/);
   assertCaught(t, fileProblems(after('knative/log-output.yaml', (doc) => (env(doc, 'ENV_FILE').value = '/app/log-output.env'))), /ENV_FILE=\/app\/log-output\.env: no ConfigMap or Secret is mounted above it/);
+  // Any variable naming a file inside a mounted ConfigMap must name one of its keys; other paths are not ours to judge.
+  assertCaught(t, fileProblems(after('knative/log-output.yaml', (doc) => container(doc).env.push({ name: 'EXTRA', value: '/etc/log-output/extra.env' }))), /EXTRA=\/etc\/log-output\/extra\.env: log-output-config has no key for extra\.env/);
+  t.deepEqual(fileProblems(after('knative/log-output.yaml', (doc) => container(doc).env.push({ name: 'DUMP_FILE', value: '/backups/latest.dump' }))), []);
 });
 
 test('containers: resources, never root, no privilege escalation, no literal secrets, and the full hardening for functions', (t) => {

@@ -58,3 +58,16 @@ test('selectors: the StatefulSet selects its pods and is governed by a headless 
   assertCaught(t, problemsAfter('db/postgres-service.yaml', (doc) => (doc.spec.selector = { app: 'postgres' })), /Service\/postgres: \/spec\/selector: selects no pod template/);
   assertCaught(t, problemsAfter('db/postgres-service.yaml', (doc) => (doc.spec.ports[0].port = 5433)), /Service\/postgres: \/spec\/ports\/0: no selected container listens on 5433/);
 });
+
+test('a volume claim must name a PersistentVolumeClaim in the manifests', (t) => {
+  const claim = { file: 'db/backups-pvc.yaml', doc: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'backups', namespace: 'exercises' }, spec: {} } };
+  const job = (claimName: string) => ({
+    file: 'db/backup-cronjob.yaml',
+    doc: {
+      apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'backup', namespace: 'exercises' },
+      spec: { jobTemplate: { spec: { template: { spec: { containers: [{ name: 'b', image: 'postgres:18.1', volumeMounts: [{ name: 'out', mountPath: '/backups' }] }], volumes: [{ name: 'out', persistentVolumeClaim: { claimName } }] } } } } },
+    },
+  });
+  t.deepEqual(referenceProblems([...manifests, claim, job('backups')]), []);
+  assertCaught(t, referenceProblems([...manifests, claim, job('backup')]), /CronJob\/backup: \/spec\/jobTemplate\/spec\/template\/spec\/volumes\/0: PersistentVolumeClaim "backup" is in no manifest/);
+});
