@@ -110,10 +110,13 @@ test('files: the ConfigMap holds scripts/log-output.env as it is, and ENV_FILE p
   t.deepEqual(fileProblems(after('knative/log-output.yaml', (doc) => container(doc).env.push({ name: 'DUMP_FILE', value: '/backups/latest.dump' }))), []);
 });
 
-test('containers: resources, never root, no privilege escalation, no literal secrets, and the full hardening for functions', (t) => {
+test('containers: requests and a memory limit, never root, no privilege escalation, no literal secrets, and the full hardening for functions', (t) => {
   t.deepEqual(containerPolicyProblems(manifests), []);
   const problems = (file: string, change: (doc: Obj) => void) => containerPolicyProblems(after(file, change));
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => delete container(doc).resources.limits), /resources\/limits\/cpu: missing/);
+  assertCaught(t, problems('db/postgres-statefulset.yaml', (doc) => delete container(doc).resources.limits), /StatefulSet\/postgres: .*resources\/limits\/memory: missing/);
+  assertCaught(t, problems('db/postgres-statefulset.yaml', (doc) => delete container(doc).resources.requests.cpu), /resources\/requests\/cpu: missing/);
+  t.deepEqual(problems('db/postgres-statefulset.yaml', (doc) => delete container(doc).resources.limits.cpu), [], 'no CPU limit needed outside Knative');
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).securityContext.runAsNonRoot = false)), /securityContext\/runAsNonRoot: must be true/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => delete container(doc).securityContext.allowPrivilegeEscalation), /allowPrivilegeEscalation: must be false/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).securityContext.readOnlyRootFilesystem = false)), /readOnlyRootFilesystem: must be true/);
