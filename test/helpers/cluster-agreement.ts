@@ -1,0 +1,312 @@
+/**
+ * The manifests against what runs in them: the functions' code, the local runner's files, Postgres's
+ * connection limit and image, and the house rules for containers. Problems are lines as in
+ * ./manifests.ts; an empty list means they agree.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { projectRoot } from '../../functions/shared/config';
+import { containers, isKnativeService, label, podTemplates, scaleBounds, type Manifest, type Obj } from './manifests';
+
+// ---------------------------------------------------------------------------------------------------
+// Functions
+
+/** Read by functions-framework, not by our code. */
+const FRAMEWORK_ENV = ['FUNCTION_TARGET', 'NODE_ENV'];
+/** postgres.js reads these when it gets no URL (README, "Configuration"). */
+const LIBPQ_ENV = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'];
+
+/** The function a Knative Service runs: its FUNCTION_TARGET. */
+export function functionTarget(doc: Obj): string | undefined {
+  const env: Obj[] = doc.spec?.template?.spec?.containers?.[0]?.env ?? [];
+  return env.find((v) => v.name === 'FUNCTION_TARGET')?.value;
+}
+
+/**
+ * A Knative Service against the function it runs: the function exists and is registered, every
+ * variable the manifest sets is one the function reads, and its probe asks a path it serves.
+ */
+export function functionProblems(manifest: Manifest, manifests: Manifest[], root = projectRoot): string[] {
+  const { doc } = manifest;
+  if (!isKnativeService(doc)) return [];
+  const problems: string[] = [];
+  const report = (at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
+  const at = '/spec/template/spec/containers/0';
+  const container: Obj = doc.spec?.template?.spec?.containers?.[0] ?? {};
+  const target = functionTarget(doc);
+  if (!target) return [`${label(manifest)}: ${at}/env: FUNCTION_TARGET is not set`];
+
+  const entry = path.join(root, 'functions', target, 'index.ts');
+  if (!existsSync(entry)) return [`${label(manifest)}: ${at}/env: FUNCTION_TARGET ${target}: there is no functions/${target}/index.ts`];
+  const source = readFileSync(entry, 'utf8');
+  if (!new RegExp(`\\bhttp\\(\\s*'${target}'`).test(source)) report(`${at}/env`, `functions/${target}/index.ts does not register http('${target}', ...)`);
+  if (!readFileSync(path.join(root, 'functions', 'index.ts'), 'utf8').includes(`require('./${target}')`)) {
+    report(`${at}/env`, `functions/index.ts does not load ./${target}`);
+  }
+
+  const read = envVarsRead(entry);
+  const set = [
+    ...((container.env ?? []) as Obj[]).map((v, i) => ({ name: v.name as string, at: `${at}/env/${i}` })),
+    ...((container.envFrom ?? []) as Obj[]).flatMap((source, i) =>
+      sourceKeys(source, manifests).map((name) => ({ name, at: `${at}/envFrom/${i}` })),
+    ),
+  ];
+  for (const { name, at: where } of set) {
+    if (!FRAMEWORK_ENV.includes(name) && !read.has(name)) report(where, `${name} is read by nothing functions/${target} loads`);
+  }
+
+  for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
+    const get = container[probe]?.httpGet;
+    if (get?.path && !source.includes(`'${get.path}'`)) report(`${at}/${probe}/httpGet/path`, `functions/${target} serves no ${get.path}`);
+    if (get?.port !== undefined && get.port !== container.ports?.[0]?.containerPort) report(`${at}/${probe}/httpGet/port`, 'must be left out: Knative probes the container port');
+  }
+  return problems;
+}
+
+/**
+ * What each function must be given in the cluster, where its local defaults (localhost, no key, no
+ * message) would be wrong: the names fixed across the project.
+ */
+export const CLUSTER_ENV: Record<string, string[]> = {
+  pingpong: ['PGHOST', 'PGUSER', 'PGPASSWORD', 'PGDATABASE'],
+  'log-output': ['PINGPONG_URL', 'ENV_FILE'],
+  'image-proxy': ['API_KEY'],
+};
+
+/** Each Knative Service gets, from env or envFrom, every variable CLUSTER_ENV lists for its function. */
+export function clusterEnvProblems(manifests: Manifest[]): string[] {
+  return manifests
+    .filter((m) => isKnativeService(m.doc))
+    .flatMap((manifest) => {
+      const target = functionTarget(manifest.doc);
+      const container: Obj = manifest.doc.spec?.template?.spec?.containers?.[0] ?? {};
+      const given = new Set([
+        ...((container.env ?? []) as Obj[]).map((v) => v.name as string),
+        ...((container.envFrom ?? []) as Obj[]).flatMap((source) => sourceKeys(source, manifests)),
+      ]);
+      if (!target || !CLUSTER_ENV[target]) return [`${label(manifest)}: /spec/template/spec/containers/0/env: FUNCTION_TARGET ${target ?? '(unset)'} is not a function this project deploys`];
+      return CLUSTER_ENV[target].filter((name) => !given.has(name)).map((name) => `${label(manifest)}: /spec/template/spec/containers/0: ${name} is not set, by env or by envFrom`);
+    });
+}
+
+/** The keys an envFrom source brings in, from the Secret, SealedSecret or ConfigMap it names. */
+function sourceKeys(source: Obj, manifests: Manifest[]): string[] {
+  const name = source.secretRef?.name ?? source.configMapRef?.name;
+  const kind = source.secretRef ? ['Secret', 'SealedSecret'] : ['ConfigMap'];
+  const found = manifests.find((m) => kind.includes(m.doc.kind) && m.doc.metadata?.name === name)?.doc;
+  if (!found) return [];
+  if (found.kind === 'SealedSecret') return Object.keys({ ...found.spec?.encryptedData, ...found.spec?.template?.data });
+  return Object.keys({ ...found.data, ...found.stringData, ...found.binaryData });
+}
+
+/** Environment variables read by `entry` and every module of ours it imports, followed transitively. */
+export function envVarsRead(entry: string): Set<string> {
+  const names = new Set<string>();
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const source = readFileSync(file, 'utf8');
+    for (const pattern of [/\benv\.([A-Z][A-Z0-9_]*)\b/g, /\benv\[\s*['"]([A-Z][A-Z0-9_]*)['"]\s*\]/g, /\(\s*env\s*,\s*['"]([A-Z][A-Z0-9_]*)['"]/g]) {
+      for (const [, name] of source.matchAll(pattern)) names.add(name!);
+    }
+    for (const [, specifier] of source.matchAll(/(?:from\s+|require\()\s*'([^']+)'/g)) {
+      if (specifier === 'postgres') LIBPQ_ENV.forEach((name) => names.add(name));
+      if (!specifier!.startsWith('.')) continue;
+      const base = path.resolve(path.dirname(file), specifier!);
+      const resolved = [`${base}.ts`, path.join(base, 'index.ts')].find((candidate) => existsSync(candidate));
+      if (resolved) visit(resolved);
+    }
+  };
+  visit(entry);
+  return names;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Postgres
+
+/** Room left for the superuser, psql sessions and the backup job. */
+const SPARE_CONNECTIONS = 10;
+
+function postgresStatefulSets(manifests: Manifest[]): { manifest: Manifest; at: string; container: Obj }[] {
+  return manifests
+    .filter((m) => m.doc.kind === 'StatefulSet')
+    .flatMap((manifest) => podTemplates(manifest.doc).flatMap((pod) => containers(pod).map((c) => ({ manifest, ...c }))))
+    .filter(({ container }) => imageRepository(container.image) === 'postgres');
+}
+
+/** `postgres` for `postgres:18.1`, `docker.io/library/postgres@sha256:...` and the like. */
+export function imageRepository(image: string | undefined): string {
+  const name = String(image ?? '').split('@')[0]!.replace(/:[^/:]+$/, '');
+  return name.replace(/^(docker\.io\/)?(library\/)?/, '');
+}
+
+export function imageTag(image: string | undefined): string | undefined {
+  return /:([^/:@]+)(@|$)/.exec(String(image ?? ''))?.[1];
+}
+
+/**
+ * Postgres as the functions need it: a pinned image whose data lands on the volume, an explicit
+ * max_connections that pingpong's pods cannot exhaust even during a rollout, and a backup job that
+ * runs the very same image (so pg_dump matches the server).
+ */
+export function postgresProblems(manifests: Manifest[]): string[] {
+  const problems: string[] = [];
+  const report = (manifest: Manifest, at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
+  const found = postgresStatefulSets(manifests);
+  if (found.length !== 1) return [`db/: expected one Postgres StatefulSet, found ${found.length}`];
+  const [{ manifest, at, container }] = found as [(typeof found)[number]];
+
+  const tag = imageTag(container.image);
+  const major = Number(/^(\d+)/.exec(tag ?? '')?.[1]);
+  if (!tag || tag === 'latest' || !major) report(manifest, `${at}/image`, `pin a version tag, got ${container.image}`);
+  // Version 18 moved PGDATA to /var/lib/postgresql/<major>/docker and the image's VOLUME to /var/lib/postgresql.
+  const dataDir = major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data';
+  const claims = new Set(((manifest.doc.spec?.volumeClaimTemplates ?? []) as Obj[]).map((c) => c.metadata?.name));
+  const dataMount = ((container.volumeMounts ?? []) as Obj[]).find((m) => claims.has(m.name));
+  if (dataMount?.mountPath !== dataDir) {
+    report(manifest, `${at}/volumeMounts`, `${container.image} keeps its data under ${dataDir}: mount a volumeClaimTemplate there (found ${dataMount?.mountPath ?? 'none'})`);
+  }
+  for (const probe of ['readinessProbe', 'livenessProbe']) {
+    if (!JSON.stringify(container[probe]?.exec?.command ?? '').includes('pg_isready')) report(manifest, `${at}/${probe}`, 'must run pg_isready');
+  }
+
+  const args = ((container.args ?? []) as string[]).join(' ');
+  const maxConnections = Number(/max_connections=(\d+)/.exec(args)?.[1]);
+  if (!maxConnections) report(manifest, `${at}/args`, 'set max_connections explicitly ("-c", "max_connections=N"): pool sizes are checked against it');
+  for (const service of manifests.filter((m) => isKnativeService(m.doc))) {
+    const env: Obj[] = service.doc.spec?.template?.spec?.containers?.[0]?.env ?? [];
+    if (!env.some((v) => v.name === 'PGHOST')) continue;
+    const pool = Number(env.find((v) => v.name === 'DB_POOL_SIZE')?.value ?? 10);
+    const { max } = scaleBounds(service.doc);
+    if (!max) {
+      report(service, '/spec/template/metadata/annotations', 'a Postgres client needs a max-scale, or its pods can exhaust max_connections');
+    } else if (maxConnections && 2 * max * pool + SPARE_CONNECTIONS > maxConnections) {
+      // During a rollout the old revision's pods and the new one's hold connections at the same time.
+      report(service, '/spec/template/metadata/annotations', `2 x max-scale ${max} x DB_POOL_SIZE ${pool} + ${SPARE_CONNECTIONS} spare exceeds max_connections ${maxConnections}`);
+    }
+  }
+
+  for (const job of manifests.filter((m) => m.doc.kind === 'CronJob' && m.file.startsWith('db/'))) {
+    for (const pod of podTemplates(job.doc)) {
+      for (const { at: where, container: c } of containers(pod)) {
+        if (c.image !== container.image) report(job, `${where}/image`, `must be the Postgres StatefulSet's image ${container.image}, got ${c.image}`);
+      }
+    }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Files
+
+/** Folders whose files may also travel in a ConfigMap (the dotenv of `npm start`, scripts). */
+const TREE_FILE_DIRS = ['scripts', 'db'];
+
+/**
+ * A ConfigMap key named like a file in the tree must hold that file's text; ENV_FILE must point at a
+ * key of a ConfigMap or Secret mounted in its container, and so must any variable naming a path inside
+ * such a mount.
+ */
+export function fileProblems(manifests: Manifest[], root = projectRoot): string[] {
+  const problems: string[] = [];
+  const report = (manifest: Manifest, at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
+  const treeFiles = TREE_FILE_DIRS.flatMap((dir) => filesUnder(root, dir));
+
+  for (const manifest of manifests.filter((m) => m.doc.kind === 'ConfigMap')) {
+    for (const [key, text] of Object.entries((manifest.doc.data ?? {}) as Record<string, string>)) {
+      const twins = treeFiles.filter((file) => path.posix.basename(file) === key);
+      if (twins.length > 1) report(manifest, `/data/${key}`, `ambiguous: ${twins.join(', ')} all have this name`);
+      else if (twins.length === 1 && readFileSync(path.join(root, twins[0]!), 'utf8') !== text) {
+        report(manifest, `/data/${key}`, `differs from ${twins[0]}: keep the two the same`);
+      }
+    }
+  }
+
+  for (const manifest of manifests) {
+    for (const pod of podTemplates(manifest.doc)) {
+      for (const { at, container } of containers(pod)) {
+        ((container.env ?? []) as Obj[]).forEach((variable, i) => {
+          if (typeof variable.value !== 'string') return;
+          const where = mountedFile(variable.value, container, pod.spec, manifests);
+          const mustBeMounted = variable.name === 'ENV_FILE' || where !== 'no ConfigMap or Secret is mounted above it';
+          if (mustBeMounted && where !== 'ok') report(manifest, `${at}/env/${i}`, `${variable.name}=${variable.value}: ${where}`);
+        });
+      }
+    }
+  }
+  return problems;
+}
+
+/** 'ok' when `file` is a key of a ConfigMap or Secret mounted in `container`, else why not. */
+function mountedFile(file: string, container: Obj, podSpec: Obj, manifests: Manifest[]): string {
+  for (const mount of (container.volumeMounts ?? []) as Obj[]) {
+    const prefix = `${String(mount.mountPath).replace(/\/+$/, '')}/`;
+    if (!file.startsWith(prefix)) continue;
+    const volume = ((podSpec.volumes ?? []) as Obj[]).find((v) => v.name === mount.name);
+    const source = volume?.configMap ?? volume?.secret;
+    if (!source) continue;
+    const name = source.name ?? source.secretName;
+    const relative = path.posix.join(mount.subPath ?? '', file.slice(prefix.length));
+    const items = source.items as Obj[] | undefined;
+    const key = items ? items.find((item) => item.path === relative)?.key : relative;
+    const kinds = volume?.configMap ? ['ConfigMap'] : ['Secret', 'SealedSecret'];
+    const keys = manifests
+      .filter((m) => m.doc.metadata?.name === name && kinds.includes(m.doc.kind))
+      .flatMap((m) => Object.keys({ ...m.doc.data, ...m.doc.stringData, ...m.doc.spec?.encryptedData }));
+    return key !== undefined && keys.includes(key) ? 'ok' : `${name} has no key for ${relative}`;
+  }
+  return 'no ConfigMap or Secret is mounted above it';
+}
+
+function filesUnder(root: string, dir: string): string[] {
+  if (!existsSync(path.join(root, dir))) return [];
+  return readdirSync(path.join(root, dir)).flatMap((name) => {
+    const file = path.posix.join(dir, name);
+    return statSync(path.join(root, file)).isDirectory() ? filesUnder(root, file) : [file];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// House rules for containers
+
+const SECRET_LOOKING = /PASSWORD|SECRET|TOKEN|API_KEY|CREDENTIAL/;
+
+/**
+ * Every container: CPU and memory requests, a memory limit, never root, no privilege escalation, no
+ * literal secrets. Knative Services also get a CPU limit and the full hardening the issue asks for: a
+ * read-only root filesystem, all capabilities dropped and the runtime's default seccomp profile.
+ */
+export function containerPolicyProblems(manifests: Manifest[]): string[] {
+  const problems: string[] = [];
+  for (const manifest of manifests) {
+    const report = (at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
+    for (const pod of podTemplates(manifest.doc)) {
+      const podContext: Obj = pod.spec.securityContext ?? {};
+      for (const { at, container } of containers(pod)) {
+        const context: Obj = container.securityContext ?? {};
+        const effective = (key: string) => context[key] ?? podContext[key];
+        const knative = isKnativeService(manifest.doc);
+        for (const kind of ['requests', 'limits']) {
+          for (const resource of ['cpu', 'memory']) {
+            // A CPU limit only throttles a batch job; a function's keeps one pod from starving its neighbours.
+            if (kind === 'limits' && resource === 'cpu' && !knative) continue;
+            if (container.resources?.[kind]?.[resource] === undefined) report(`${at}/resources/${kind}/${resource}`, 'missing');
+          }
+        }
+        if (effective('runAsNonRoot') !== true) report(`${at}/securityContext/runAsNonRoot`, 'must be true');
+        if (effective('runAsUser') === 0) report(`${at}/securityContext/runAsUser`, 'must not be 0');
+        if (context.allowPrivilegeEscalation !== false) report(`${at}/securityContext/allowPrivilegeEscalation`, 'must be false');
+        if (knative) {
+          if (context.readOnlyRootFilesystem !== true) report(`${at}/securityContext/readOnlyRootFilesystem`, 'must be true');
+          if (!((context.capabilities?.drop ?? []) as string[]).includes('ALL')) report(`${at}/securityContext/capabilities/drop`, 'must drop ALL');
+          if (effective('seccompProfile')?.type !== 'RuntimeDefault') report(`${at}/securityContext/seccompProfile`, 'must be RuntimeDefault');
+        }
+        ((container.env ?? []) as Obj[]).forEach((variable, i) => {
+          if (SECRET_LOOKING.test(variable.name) && variable.value !== undefined) report(`${at}/env/${i}`, `${variable.name} must come from a Secret, not a literal value`);
+        });
+      }
+    }
+  }
+  return problems;
+}
