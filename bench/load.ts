@@ -18,7 +18,7 @@ export interface LoadResult {
   requests: number;
   /** Answers other than 2xx, plus socket errors. */
   failures: number;
-  /** With `collectPongs`: the N of every `pong N` received. */
+  /** The N of every `pong N` received. */
   pongs?: number[];
 }
 
@@ -29,9 +29,10 @@ export async function have(command: string): Promise<boolean> {
 
 /**
  * Drives `connections` connections for `seconds` against `urls`, split evenly, one wrk per URL running
- * at the same time, and adds the results up (latency percentiles: the worst of them).
+ * at the same time, and adds the results up (latency percentiles: the worst of them). Every run reads
+ * each body in Lua (to collect `pong N`), so every run costs wrk the same and the ratios stay fair.
  */
-export async function wrk(urls: string[], connections: number, seconds: number, collectPongs = false): Promise<LoadResult> {
+export async function wrk(urls: string[], connections: number, seconds: number): Promise<LoadResult> {
   const dir = mkdtempSync(path.join(tmpdir(), 'bench-wrk-'));
   try {
     const shares = urls.map((url, i) => ({ url, connections: Math.floor(connections / urls.length) + (i < connections % urls.length ? 1 : 0) }));
@@ -44,10 +45,10 @@ export async function wrk(urls: string[], connections: number, seconds: number, 
           const { stdout } = await run(
             'wrk',
             ['-t', threads, '-c', String(share.connections), '-d', `${seconds}s`, '--timeout', '10s', '-s', path.join(projectRoot, 'bench', 'report.lua'), share.url],
-            { env: { ...process.env, ...(collectPongs ? { PONG_FILE: pongFile } : {}) } },
+            { env: { ...process.env, PONG_FILE: pongFile } },
           );
           const report = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, number>;
-          const pongs = collectPongs ? readFileSync(pongFile, 'utf8').split('\n').filter(Boolean).map(Number) : undefined;
+          const pongs = readFileSync(pongFile, 'utf8').split('\n').filter(Boolean).map(Number);
           return { ...report, pongs } as Record<string, number> & { pongs?: number[] };
         }),
     );
@@ -58,7 +59,7 @@ export async function wrk(urls: string[], connections: number, seconds: number, 
       p99Ms: Math.max(...results.map((r) => r.p99_us!)) / 1000,
       requests,
       failures: results.reduce((sum, r) => sum + r.non2xx! + r.socket_errors!, 0),
-      pongs: collectPongs ? results.flatMap((r) => r.pongs!) : undefined,
+      pongs: results.flatMap((r) => r.pongs!),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

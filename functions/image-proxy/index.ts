@@ -10,7 +10,7 @@ import { readImageProxyConfig } from './config';
 import { GALLERY_CSP, renderGallery } from './gallery';
 import { openImage, type UpstreamImage } from './images';
 import { BadRequest, parseImageId, readImageSize, readPage, readSearchQuery } from './params';
-import { PixabayClient, UpstreamError } from './pixabay';
+import { PixabayClient, UpstreamError, type SearchResult } from './pixabay';
 import { summarise } from './summary';
 
 const config = readImageProxyConfig(process.env);
@@ -78,8 +78,17 @@ async function sendGallery(pixabay: PixabayClient, req: Request, res: Response):
 async function sendImageList(pixabay: PixabayClient, req: Request, res: Response): Promise<void> {
   const query = readSearchQuery(req.query, config.defaultQuery);
   const page = readPage(req.query);
-  const { total, totalHits, hits } = await pixabay.search(query, page);
-  res.json({ query, page, total, totalHits, images: hits.map(summarise) });
+  const result = await pixabay.search(query, page);
+  const head = JSON.stringify({ query, page, total: result.total, totalHits: result.totalHits });
+  res.type('json').send(`${head.slice(0, -1)},"images":${imagesJson(result)}}`);
+}
+
+// A cached search answers many requests: summarise and serialise its hits once, not once per request.
+const imagesJsonBySearch = new WeakMap<SearchResult, string>();
+function imagesJson(result: SearchResult): string {
+  let json = imagesJsonBySearch.get(result);
+  if (json === undefined) imagesJsonBySearch.set(result, (json = JSON.stringify(result.hits.map(summarise))));
+  return json;
 }
 
 /** `GET /image?q=`: the first hit's preview, as the course's app served it. */

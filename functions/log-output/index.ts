@@ -4,8 +4,8 @@
  */
 import { http } from '@google-cloud/functions-framework';
 import { v4 as uuidv4 } from 'uuid';
-import { gatherWhileBusy } from '../shared/batch';
-import { allowMethods, sendNotFound, sendReason, withDeadline } from '../shared/http';
+import { allowMethods, sendNotFound, sendReason } from '../shared/http';
+import { gatherWhileBusy } from '../shared/waiting';
 import { readLogOutputConfig } from './config';
 import { pageText, stampLine } from './page';
 
@@ -35,14 +35,14 @@ async function fetchPongs(): Promise<number> {
 }
 
 // Page views waiting at the same moment share one request to pingpong; each still gets a count read after it arrived.
-const nextPongs = gatherWhileBusy(async (k) => Array<number>(k).fill(await fetchPongs()));
+const nextPongs = gatherWhileBusy(async (k) => Array<number>(k).fill(await fetchPongs()), PINGPONG_DEADLINE_MS, 'pingpong');
 
 http('log-output', async (req, res) => {
   if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
   if (req.path !== '/' && req.path !== '/healthz') return sendNotFound(req, res);
   let pongs: number;
   try {
-    pongs = await withDeadline(nextPongs(), PINGPONG_DEADLINE_MS, 'pingpong');
+    pongs = await nextPongs();
   } catch (error) {
     console.error(`log-output: ${req.path}: ${(error as Error).message}`);
     return sendReason(res, 503, (error as Error).message);

@@ -2,11 +2,11 @@
  * pingpong: `GET /pingpong` answers `pong N` and counts the ping in Postgres; `GET /pongs` tells the
  * count without counting.
  */
-import { http } from '@google-cloud/functions-framework';
+import { http, type Request, type Response } from '@google-cloud/functions-framework';
 import { connect, migrate, readDatabaseConfig } from '../shared/db';
-import { allowMethods, drainOnShutdown, sendNotFound, sendReason, withDeadline } from '../shared/http';
+import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
 import { batchPings } from './counter';
-import { gatherWhileBusy } from '../shared/batch';
+import { gatherWhileBusy, withDeadline } from '../shared/waiting';
 
 const config = readDatabaseConfig(process.env);
 const sql = connect(config, 'pingpong');
@@ -29,41 +29,45 @@ const recordPing = batchPings(async (k) => {
   await ensureSchema();
   const [row] = await sql<[{ n: string }]>`update pings set n = n + ${k} returning n`;
   return Number(row.n);
-});
+}, DATABASE_DEADLINE_MS);
 
 // Reads waiting at the same moment share one query too; each still sees every ping answered before it arrived.
 const countPongs = gatherWhileBusy(async (k) => {
   await ensureSchema();
   const [row] = await sql<[{ n: string }]>`select n from pings`;
   return Array<number>(k).fill(Number(row.n));
-});
+}, DATABASE_DEADLINE_MS, 'the database');
 
 http(
   'pingpong',
-  drainOnShutdown(async (req, res) => {
+  drainOnShutdown((req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
-    try {
-      switch (req.path) {
-        case '/pingpong': {
-          // HEAD is for probes: it must not count.
-          if (req.method === 'HEAD') return void res.type('text/plain').end();
-          const n = await withDeadline(recordPing(), DATABASE_DEADLINE_MS, 'the database');
-          return void res.type('text/plain').send(`pong ${n}`);
-        }
-        case '/pongs':
-          return void res.json({ pongs: await withDeadline(countPongs(), DATABASE_DEADLINE_MS, 'the database') });
-        case '/healthz':
-          await withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database');
-          return void res.type('text/plain').send('ok');
-        default:
-          return sendNotFound(req, res);
-      }
-    } catch (error) {
-      console.error(`pingpong: ${req.path}: database unavailable:`, error);
-      sendReason(res, 503, `database unavailable: ${describe(error)}`);
+    switch (req.path) {
+      case '/pingpong':
+        // HEAD is for probes: it must not count.
+        if (req.method === 'HEAD') return void res.type('text/plain').end();
+        return answer(req, res, recordPing(), (n) => res.type('text/plain').send(`pong ${n}`));
+      case '/pongs':
+        return answer(req, res, countPongs(), (pongs) => res.json({ pongs }));
+      case '/healthz':
+        return answer(req, res, withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database'), () => res.type('text/plain').send('ok'));
+      default:
+        return sendNotFound(req, res);
     }
   }, () => sql.end({ timeout: 5 })),
 );
+
+/**
+ * Sends what `work` gives, or 503 with the database's one-line reason. A plain `then` rather than an
+ * async handler: the framework runs each request in a domain, where every extra promise costs.
+ */
+function answer<T>(req: Request, res: Response, work: Promise<T>, send: (value: T) => void): void {
+  work.then(send).catch((error: unknown) => {
+    console.error(`pingpong: ${req.path}: database unavailable:`, error);
+    if (res.headersSent) return void res.destroy();
+    sendReason(res, 503, `database unavailable: ${describe(error)}`);
+  });
+}
 
 /** One line a client may see: the error's message or code, never a stack. */
 function describe(error: unknown): string {

@@ -18,19 +18,6 @@ export function sendNotFound(req: Request, res: Response): void {
   sendReason(res, 404, `no such path: ${req.path}`);
 }
 
-/** Rejects with `TimeoutError` when `work` has not settled within `ms`; the timer never keeps the process alive. */
-export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`${what} did not answer within ${ms} ms`)), ms).unref();
-  });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
-}
-
-export class TimeoutError extends Error {
-  override name = 'TimeoutError';
-}
-
 /**
  * Wraps a handler so that SIGTERM and SIGINT drain it: functions-framework itself exits the moment a
  * signal arrives, cutting off requests in flight (for pingpong: a ping counted but never answered).
@@ -40,6 +27,8 @@ export class TimeoutError extends Error {
 export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void>, maxWaitMs = 10_000): HttpFunction {
   let inFlight = 0;
   let installed = false;
+  // One shared listener, not a closure per request: this runs on every request's hot path.
+  const responseClosed = () => inFlight--;
   const drainAndExit = async () => {
     const giveUpAt = Date.now() + maxWaitMs;
     while (inFlight > 0 && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -55,7 +44,7 @@ export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void
       }
     }
     inFlight++;
-    res.once('close', () => inFlight--);
+    res.on('close', responseClosed);
     return handler(req, res);
   };
 }

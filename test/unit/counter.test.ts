@@ -16,14 +16,14 @@ function fakeDatabase() {
 
 test('one ping at a time gets 0, 1, 2 in order, one statement each', async (t) => {
   const db = fakeDatabase();
-  const recordPing = batchPings(db.addPings);
+  const recordPing = batchPings(db.addPings, 1000);
   t.deepEqual([await recordPing(), await recordPing(), await recordPing()], [0, 1, 2]);
   t.deepEqual(db.batches, [1, 1, 1]);
 });
 
 test('pings waiting together share a statement and each gets its own number', async (t) => {
   const db = fakeDatabase();
-  const recordPing = batchPings(db.addPings);
+  const recordPing = batchPings(db.addPings, 1000);
   const numbers = await Promise.all(Array.from({ length: 100 }, () => recordPing()));
   t.deepEqual([...numbers].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
   t.is(db.count(), 100);
@@ -37,7 +37,7 @@ test('a failed statement fails only its own batch, and the next batch goes throu
     if (fail) throw new Error('database down');
     n += k;
     return n;
-  });
+  }, 1000);
   const failed = await Promise.allSettled([recordPing(), recordPing()]);
   t.deepEqual(failed.map((result) => result.status), ['rejected', 'rejected']);
   fail = false;
