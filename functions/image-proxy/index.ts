@@ -25,21 +25,26 @@ const FIRST_IMAGE_CACHE = 'public, max-age=3600';
 http(
   'image-proxy',
   // Drained on SIGTERM so that images already streaming are not cut off; nothing else to close.
-  drainOnShutdown(async (req, res) => {
+  drainOnShutdown((req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
     if (!pixabay) return sendReason(res, 503, 'API_KEY is not set');
-    try {
-      await route(pixabay, req, res);
-    } catch (error) {
+    const fail = (error: unknown) => {
       const failure = explain(pixabay, req, error);
       if (res.headersSent) return void res.destroy();
       if (failure.retryAfter) res.set('Retry-After', String(failure.retryAfter));
       sendReason(res, failure.status, failure.reason);
+    };
+    // Not an async handler: a cached search is answered without a promise (see functions/shared/waiting.ts
+    // on what each one costs under the framework); only the routes that wait return one.
+    try {
+      route(pixabay, req, res)?.catch(fail);
+    } catch (error) {
+      fail(error);
     }
   }, async () => undefined),
 );
 
-async function route(pixabay: PixabayClient, req: Request, res: Response): Promise<void> {
+function route(pixabay: PixabayClient, req: Request, res: Response): Promise<void> | void {
   const imageId = /^\/images\/([^/]*)$/.exec(req.path)?.[1];
   if (imageId !== undefined) return sendImageById(pixabay, req, res, parseImageId(imageId));
   switch (req.path) {
@@ -75,12 +80,15 @@ async function sendGallery(pixabay: PixabayClient, req: Request, res: Response):
 }
 
 /** `GET /api/images?q=&page=`: the search as JSON, with our URLs for the bytes. */
-async function sendImageList(pixabay: PixabayClient, req: Request, res: Response): Promise<void> {
+function sendImageList(pixabay: PixabayClient, req: Request, res: Response): Promise<void> | void {
   const query = readSearchQuery(req.query, config.defaultQuery);
   const page = readPage(req.query);
-  const result = await pixabay.search(query, page);
-  const head = JSON.stringify({ query, page, total: result.total, totalHits: result.totalHits });
-  res.type('json').send(`${head.slice(0, -1)},"images":${imagesJson(result)}}`);
+  const send = (result: SearchResult) => {
+    const head = JSON.stringify({ query, page, total: result.total, totalHits: result.totalHits });
+    res.type('json').send(`${head.slice(0, -1)},"images":${imagesJson(result)}}`);
+  };
+  const cached = pixabay.freshSearch(query, page);
+  return cached ? send(cached) : pixabay.search(query, page).then(send);
 }
 
 // A cached search answers many requests: summarise and serialise its hits once, not once per request.

@@ -79,6 +79,10 @@ export function fetchFailure(error: unknown, who: string, detail: string): Upstr
   return new UpstreamError(503, `${who} is unreachable (${cause})`, detail);
 }
 
+function searchKey(normalisedQuery: string, page: number): string {
+  return `q:${page}:${normalisedQuery}`;
+}
+
 export class PixabayClient {
   readonly redact: (text: string) => string;
   private readonly searches: LruCache<string, SearchResult>;
@@ -100,7 +104,13 @@ export class PixabayClient {
   /** One page of hits for `query`. */
   search(query: string, page: number): Promise<SearchResult> {
     const q = normaliseQuery(query);
-    return this.cached(`q:${page}:${q}`, { q, page: String(page), per_page: String(PAGE_SIZE), image_type: 'all', safesearch: 'true' });
+    return this.cached(searchKey(q, page), { q, page: String(page), per_page: String(PAGE_SIZE), image_type: 'all', safesearch: 'true' });
+  }
+
+  /** The same page from the cache, when it is there and fresh; never asks Pixabay. */
+  freshSearch(query: string, page: number): SearchResult | undefined {
+    const entry = this.searches.get(searchKey(normaliseQuery(query), page));
+    return entry?.fresh ? entry.value : undefined;
   }
 
   /** The hit with this id: from a recent search when there is one, else asked of Pixabay by id. */
