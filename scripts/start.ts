@@ -79,6 +79,7 @@ function say(name: string, line: string): void {
 async function shutdown(exitCode: number): Promise<void> {
   if (stopping) return;
   stopping = true;
+  say('start', 'stopping: the functions first, then Postgres');
   await Promise.all(
     [...children.values()].map((child) => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM'))),
   );

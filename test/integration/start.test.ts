@@ -5,10 +5,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { projectRoot } from '../../functions/shared/config';
+import postgres from 'postgres';
 import { freePort } from '../helpers/ports';
 
-async function runStart(t: ExecutionContext, env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, [path.join(projectRoot, 'dist', 'scripts', 'start.js')], {
+/** The compiled runner itself, or `npm start` exactly as a user types it (build included). */
+async function runStart(t: ExecutionContext, env: NodeJS.ProcessEnv, { viaNpm = false } = {}) {
+  const [command, args] = viaNpm ? ['npm', ['start']] : [process.execPath, [path.join(projectRoot, 'dist', 'scripts', 'start.js')]];
+  const child = spawn(command, args, {
+    cwd: projectRoot,
     env: { ...process.env, DATABASE_URL: '', PGHOST: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -59,12 +63,14 @@ test('serves the three functions, stops cleanly on SIGTERM and SIGINT, and a sec
   first.child.kill('SIGTERM');
   t.is(await first.exited, 0);
 
-  const second = await runStart(t, env);
+  // Through npm this time: a signal to the npm process must reach the runner (npm's shell execs it).
+  const second = await runStart(t, env, { viaNpm: true });
   await second.ready;
   t.deepEqual(await (await fetch(`${pingpong}/pongs`)).json(), { pongs: 2 });
   second.child.kill('SIGINT');
   t.is(await second.exited, 0);
   await t.throwsAsync(fetch(`${pingpong}/pongs`), undefined, 'nothing is left listening');
+  await t.throwsAsync(postgres(`postgres://localhost:${env.EMBEDDED_PG_PORT}/postgres`, { connect_timeout: 2 })`select 1`, undefined, 'Postgres is stopped too');
 });
 
 test('as root under a folder the postgres user cannot enter: a clear message, exit 1', async (t) => {
