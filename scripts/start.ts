@@ -8,6 +8,7 @@ import path from 'node:path';
 import { projectRoot, readInt } from '../functions/shared/config';
 import { connect, migrate, readDatabaseConfig } from '../functions/shared/db';
 import { spawnFunction, waitForHttp } from './functions';
+import { readLocalDatabaseConfig } from './local-database';
 import { startLocalPostgres, type LocalPostgres } from './local-postgres';
 
 const env = process.env;
@@ -16,9 +17,8 @@ const ports = {
   pingpong: readInt(env, 'PINGPONG_PORT', 8081, 1, 65535),
   'image-proxy': readInt(env, 'IMAGE_PROXY_PORT', 8082, 1, 65535),
 };
-const embeddedPort = readInt(env, 'EMBEDDED_PG_PORT', 5433, 1, 65535);
-const embeddedDir = path.resolve(env.EMBEDDED_PG_DIR || path.join(projectRoot, '.data'));
-const useEmbedded = !env.DATABASE_URL && !env.PGHOST;
+const { databaseUrl: configuredUrl, libpq, embeddedDir, embeddedPort } = readLocalDatabaseConfig(env);
+const useEmbedded = !configuredUrl && !libpq;
 
 const children = new Map<string, ChildProcess>();
 let embedded: LocalPostgres | undefined;
@@ -26,7 +26,7 @@ let stopping = false;
 
 async function main(): Promise<void> {
   const started = Date.now();
-  let databaseUrl = env.DATABASE_URL;
+  let databaseUrl = configuredUrl;
   if (useEmbedded) {
     embedded = await startLocalPostgres(embeddedDir, embeddedPort);
     databaseUrl = embedded.url;
