@@ -74,9 +74,10 @@ export async function databaseCeiling(url: string, clients: number, seconds: num
       const script = path.join(dir, 'increment.sql');
       writeFileSync(script, `${statement};\n`);
       const { stdout } = await run('pgbench', ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(2, clients)), '-T', String(seconds), '-f', script, url]);
-      const tps = Number(/tps = ([\d.]+)/.exec(stdout)![1]);
-      const latency = Number(/latency average = ([\d.]+) ms/.exec(stdout)![1]);
-      const processed = Number(/number of transactions actually processed: (\d+)/.exec(stdout)![1]);
+      // A run too short for 128 clients to connect processes nothing and prints no tps or latency.
+      const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? 0);
+      const latency = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN);
+      const processed = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1] ?? 0);
       const failed = Number(/number of failed transactions: (\d+)/.exec(stdout)?.[1] ?? 0);
       return { tool: 'pgbench', requestsPerSecond: tps, p50Ms: null, p99Ms: null, meanMs: latency, requests: processed, failures: failed };
     } finally {
