@@ -5,8 +5,8 @@
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
 import { connect, migrate, readDatabaseConfig } from '../shared/db';
 import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
-import { batchPings } from './counter';
 import { gatherWhileBusy, withDeadline } from '../shared/waiting';
+import { batchPings } from './counter';
 
 const config = readDatabaseConfig(process.env);
 const sql = connect(config, 'pingpong');
