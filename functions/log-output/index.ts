@@ -4,7 +4,7 @@
  */
 import { http } from '@google-cloud/functions-framework';
 import { v4 as uuidv4 } from 'uuid';
-import { allowMethods, sendNotFound, sendReason } from '../shared/http';
+import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
 import { gatherWhileBusy } from '../shared/waiting';
 import { readLogOutputConfig } from './config';
 import { pageText, stampLine } from './page';
@@ -13,7 +13,7 @@ const config = readLogOutputConfig(process.env);
 const instanceId = uuidv4();
 
 console.log(stampLine(new Date(), instanceId));
-setInterval(() => console.log(stampLine(new Date(), instanceId)), 5000);
+const stamping = setInterval(() => console.log(stampLine(new Date(), instanceId)), 5000);
 
 const PINGPONG_DEADLINE_MS = 2000;
 
@@ -37,16 +37,19 @@ async function fetchPongs(): Promise<number> {
 // Page views waiting at the same moment share one request to pingpong; each still gets a count read after it arrived.
 const nextPongs = gatherWhileBusy(async (k) => Array<number>(k).fill(await fetchPongs()), PINGPONG_DEADLINE_MS, 'pingpong');
 
-http('log-output', async (req, res) => {
-  if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
-  if (req.path !== '/' && req.path !== '/healthz') return sendNotFound(req, res);
-  let pongs: number;
-  try {
-    pongs = await nextPongs();
-  } catch (error) {
-    console.error(`log-output: ${req.path}: ${(error as Error).message}`);
-    return sendReason(res, 503, (error as Error).message);
-  }
-  if (req.path === '/healthz') return void res.type('text/plain').send('ok');
-  res.type('text/plain').send(pageText(config.message, stampLine(new Date(), instanceId), pongs));
-});
+http(
+  'log-output',
+  drainOnShutdown(async (req, res) => {
+    if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
+    if (req.path !== '/' && req.path !== '/healthz') return sendNotFound(req, res);
+    let pongs: number;
+    try {
+      pongs = await nextPongs();
+    } catch (error) {
+      console.error(`log-output: ${req.path}: ${(error as Error).message}`);
+      return sendReason(res, 503, (error as Error).message);
+    }
+    if (req.path === '/healthz') return void res.type('text/plain').send('ok');
+    res.type('text/plain').send(pageText(config.message, stampLine(new Date(), instanceId), pongs));
+  }, async () => clearInterval(stamping)),
+);

@@ -1,4 +1,6 @@
 /** The few HTTP answers every function gives the same way. */
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
 
 /** Answers 405 with an `Allow` header unless the request's method is one of `allowed`; true when it is. */
@@ -19,31 +21,52 @@ export function sendNotFound(req: Request, res: Response): void {
 }
 
 /**
- * Wraps a handler so that SIGTERM and SIGINT drain it: functions-framework itself exits the moment a
- * signal arrives, cutting off requests in flight (for pingpong: a ping counted but never answered).
- * The swap happens on the first request, when the framework has surely installed its own listeners;
- * before that nothing is in flight and its immediate exit is right.
+ * Wraps a handler so that SIGTERM and SIGINT shut the function down gracefully: it stops taking new
+ * connections, lets the requests in flight finish (at most `maxWaitMs`), tells their clients the
+ * connection closes after the answer, runs `close` (the database pool) and exits 0. functions-framework
+ * itself exits the moment a signal arrives, cutting off requests in flight (for pingpong: a ping counted
+ * but never answered). Its listeners are swapped for ours on the first request, when it has surely
+ * installed them; before that nothing is in flight and its immediate exit is right.
  */
 export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void>, maxWaitMs = 10_000): HttpFunction {
-  let inFlight = 0;
-  let installed = false;
+  const inFlight = new Set<Response>();
+  let server: Server | undefined;
+  let draining = false;
+  let whenIdle: (() => void) | undefined;
   // One shared listener, not a closure per request: this runs on every request's hot path.
-  const responseClosed = () => inFlight--;
-  const drainAndExit = async () => {
-    const giveUpAt = Date.now() + maxWaitMs;
-    while (inFlight > 0 && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 10));
-    await close().catch(() => undefined);
-    process.exit(0);
-  };
+  function responseClosed(this: Response) {
+    inFlight.delete(this);
+    if (inFlight.size === 0) whenIdle?.();
+  }
+
+  async function shutDown(signal: NodeJS.Signals) {
+    if (draining) return;
+    draining = true;
+    console.log(`${signal}: finishing ${inFlight.size} request(s) in flight, taking no new ones`);
+    server?.close(); // also closes the idle keep-alive connections
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+    if (inFlight.size > 0) {
+      const idle = new Promise<void>((resolve) => (whenIdle = resolve));
+      await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, maxWaitMs))]);
+    }
+    const abandoned = inFlight.size;
+    if (abandoned > 0) console.error(`${signal}: gave up on ${abandoned} request(s) still in flight after ${maxWaitMs} ms`);
+    await close().catch((error: unknown) => console.error(`${signal}: closing failed:`, error));
+    process.exit(abandoned > 0 ? 1 : 0);
+  }
+
   return (req, res) => {
-    if (!installed) {
-      installed = true;
+    if (!server) {
+      // The framework does not hand out its server; every connection it accepted knows it.
+      server = (req.socket as Socket & { server: Server }).server;
       for (const signal of ['SIGTERM', 'SIGINT'] as const) {
         process.removeAllListeners(signal);
-        process.once(signal, drainAndExit);
+        process.on(signal, shutDown);
       }
     }
-    inFlight++;
+    // A request that slipped in on a kept-alive connection is still answered, and that connection then closes.
+    if (draining) res.setHeader('Connection', 'close');
+    inFlight.add(res);
     res.on('close', responseClosed);
     return handler(req, res);
   };
