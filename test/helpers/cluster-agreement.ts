@@ -297,8 +297,9 @@ export function containerPolicyProblems(manifests: Manifest[]): string[] {
         if (effective('runAsNonRoot') !== true) report(`${at}/securityContext/runAsNonRoot`, 'must be true');
         if (effective('runAsUser') === 0) report(`${at}/securityContext/runAsUser`, 'must not be 0');
         if (context.allowPrivilegeEscalation !== false) report(`${at}/securityContext/allowPrivilegeEscalation`, 'must be false');
+        // Nothing we run needs to change its own image: what it writes goes to a volume, so an intruder cannot plant files either.
+        if (context.readOnlyRootFilesystem !== true) report(`${at}/securityContext/readOnlyRootFilesystem`, 'must be true');
         if (knative) {
-          if (context.readOnlyRootFilesystem !== true) report(`${at}/securityContext/readOnlyRootFilesystem`, 'must be true');
           if (!((context.capabilities?.drop ?? []) as string[]).includes('ALL')) report(`${at}/securityContext/capabilities/drop`, 'must drop ALL');
           if (effective('seccompProfile')?.type !== 'RuntimeDefault') report(`${at}/securityContext/seccompProfile`, 'must be RuntimeDefault');
         }

@@ -110,7 +110,7 @@ test('files: the ConfigMap holds scripts/log-output.env as it is, and ENV_FILE p
   t.deepEqual(fileProblems(after('knative/log-output.yaml', (doc) => container(doc).env.push({ name: 'DUMP_FILE', value: '/backups/latest.dump' }))), []);
 });
 
-test('containers: requests and a memory limit, never root, no privilege escalation, no literal secrets, and the full hardening for functions', (t) => {
+test('containers: requests and a memory limit, never root, a read-only root filesystem, no privilege escalation, no literal secrets, and the full hardening for functions', (t) => {
   t.deepEqual(containerPolicyProblems(manifests), []);
   const problems = (file: string, change: (doc: Obj) => void) => containerPolicyProblems(after(file, change));
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => delete container(doc).resources.limits), /resources\/limits\/cpu: missing/);
@@ -120,6 +120,8 @@ test('containers: requests and a memory limit, never root, no privilege escalati
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).securityContext.runAsNonRoot = false)), /securityContext\/runAsNonRoot: must be true/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => delete container(doc).securityContext.allowPrivilegeEscalation), /allowPrivilegeEscalation: must be false/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).securityContext.readOnlyRootFilesystem = false)), /readOnlyRootFilesystem: must be true/);
+  assertCaught(t, problems('db/postgres-statefulset.yaml', (doc) => delete container(doc).securityContext.readOnlyRootFilesystem), /StatefulSet\/postgres: .*readOnlyRootFilesystem: must be true/);
+  assertCaught(t, problems('db/backup-cronjob.yaml', (doc) => (doc.spec.jobTemplate.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem = false)), /CronJob\/postgres-backup: .*readOnlyRootFilesystem: must be true/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).securityContext.capabilities.drop = ['NET_RAW'])), /capabilities\/drop: must drop ALL/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => delete container(doc).securityContext.seccompProfile), /seccompProfile: must be RuntimeDefault/);
   assertCaught(t, problems('db/postgres-statefulset.yaml', (doc) => delete doc.spec.template.spec.securityContext.runAsNonRoot), /StatefulSet\/postgres: .*runAsNonRoot: must be true/);
