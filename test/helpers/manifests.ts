@@ -10,14 +10,13 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import Ajv, { type ErrorObject } from 'ajv';
 import { ObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service } from 'kubernetes-models/v1';
 import { parse, parseAllDocuments } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
-import { crdValidator as sealedSecretCrdValidator } from './crd-schema';
 
 // Parsed YAML: the checks walk it freely and report what they do not find.
 export type Obj = Record<string, any>;
@@ -127,8 +126,8 @@ export function schemaProblems(manifest: Manifest): string[] {
   const kind = `${doc.apiVersion}/${doc.kind}`;
   let problems: string[];
   if (kubernetesModels[kind]) problems = modelProblems(kubernetesModels[kind], doc);
-  else if (isKnativeService(doc)) problems = crdProblems(knativeServiceSchema(), doc, ['/spec/template/metadata']);
-  else if (isSealedSecret(doc)) problems = [...sealedSecretSchema()(doc), ...metadataProblems(doc, ['/spec/template/metadata'])];
+  else if (isKnativeService(doc)) problems = (knativeServiceProblems ??= crdValidator('knative-serving-service-crd.yaml'))(doc);
+  else if (isSealedSecret(doc)) problems = (sealedSecretProblems ??= crdValidator('sealedsecret-crd.yaml'))(doc);
   else problems = [`/: no schema for ${kind}: add one to test/helpers/manifests.ts before using this kind`];
   if (!doc.metadata?.name) problems.push('/metadata/name: missing');
   return problems.map((problem) => `${label(manifest)}: ${problem}`);
@@ -176,19 +175,22 @@ function unreadFields(value: unknown, at: string, read: Set<string>): string[] {
   });
 }
 
-/** A CRD's schema closed as in `closeSchema`, plus ObjectMeta checks for the metadata it leaves open. */
-function crdProblems(validate: ValidateFunction, doc: Obj, nestedMetadata: string[]): string[] {
-  const problems = validate(doc) ? [] : (validate.errors ?? []).map(describeAjvError);
-  return [...problems, ...metadataProblems(doc, ['/metadata', ...nestedMetadata])];
-}
-
-/** CRD schemas leave metadata open (the API server checks it as ObjectMeta); so do we, with its schema. */
-function metadataProblems(doc: Obj, pointers: string[]): string[] {
-  return pointers.flatMap((at) => {
+/**
+ * CRD schemas leave metadata open (the API server checks it as ObjectMeta); so do we, with its schema,
+ * at the top and in an object template, plus the name rules ObjectMeta's schema does not carry.
+ */
+function metadataProblems(doc: Obj): string[] {
+  return ['/metadata', '/spec/template/metadata'].flatMap((at) => {
     const meta = at.split('/').slice(1).reduce<Obj | undefined>((node, key) => node?.[key], doc);
-    return meta && typeof meta === 'object' ? modelProblems(ObjectMeta, meta, at) : [];
+    if (!meta || typeof meta !== 'object') return [];
+    const problems = modelProblems(ObjectMeta, meta, at);
+    if (meta.name !== undefined && !DNS_SUBDOMAIN.test(meta.name)) problems.push(`${at}/name: not a DNS subdomain (lower case, digits, - and .)`);
+    if (meta.namespace !== undefined && !DNS_LABEL.test(meta.namespace)) problems.push(`${at}/namespace: not a DNS label (lower case, digits and -)`);
+    return problems;
   });
 }
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export function describeAjvError(error: ErrorObject): string {
   const at = error.instancePath || '/';
@@ -238,22 +240,23 @@ export function newAjv(): Ajv {
   return ajv;
 }
 
-/** The first served version's openAPIV3Schema of a CRD, closed, with apiVersion and kind pinned. */
-function crdValidator(file: string): ValidateFunction {
+/**
+ * A custom resource's problems against the first served version of the CRD in `file` (under test/schemas):
+ * its openAPIV3Schema closed as in `closeSchema`, with apiVersion and kind pinned, plus the metadata checks.
+ */
+export function crdValidator(file: string): (doc: Obj) => string[] {
   const crd = parse(readFileSync(path.join(SCHEMAS_DIR, file), 'utf8')) as Obj;
   const version = (crd.spec.versions as Obj[]).find((v) => v.served)!;
   const schema = closeSchema(version.schema.openAPIV3Schema) as Obj;
   schema.required = [...new Set([...(schema.required ?? []), 'apiVersion', 'kind', 'metadata', 'spec'])];
   schema.properties.apiVersion = { const: `${crd.spec.group}/${version.name}` };
   schema.properties.kind = { const: crd.spec.names.kind };
-  return newAjv().compile(schema);
+  const validate = newAjv().compile(schema);
+  return (doc) => [...(validate(doc) ? [] : (validate.errors ?? []).map(describeAjvError)), ...metadataProblems(doc)];
 }
 
-let knativeValidator: ValidateFunction | undefined;
-let sealedSecretValidator: ((resource: unknown) => string[]) | undefined;
-const knativeServiceSchema = () => (knativeValidator ??= crdValidator('knative-serving-service-crd.yaml'));
-// The SealedSecret's own checks (crd-schema.ts) validate metadata too.
-const sealedSecretSchema = () => (sealedSecretValidator ??= sealedSecretCrdValidator(path.join(SCHEMAS_DIR, 'sealedsecret-crd.yaml'), 'v1alpha1'));
+let knativeServiceProblems: ((doc: Obj) => string[]) | undefined;
+let sealedSecretProblems: ((doc: Obj) => string[]) | undefined;
 
 // ---------------------------------------------------------------------------------------------------
 // Knative's admission rules that its CRD schema does not express

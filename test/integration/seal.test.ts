@@ -11,11 +11,11 @@ import test from 'ava';
 import { parse } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
 import { makeCertificate, type TestCertificate } from '../helpers/certificates';
-import { crdValidator } from '../helpers/crd-schema';
+import { crdValidator } from '../helpers/manifests';
 import { unseal, type AppliedSealedSecret } from '../helpers/unseal';
 
 const sealScript = path.join(projectRoot, 'dist', 'scripts', 'seal.js');
-const validateSealedSecret = crdValidator(path.join(projectRoot, 'test', 'schemas', 'sealedsecret-crd.yaml'), 'v1alpha1');
+const validateSealedSecret = crdValidator('sealedsecret-crd.yaml');
 const dir = mkdtempSync(path.join(tmpdir(), 'seal-test-'));
 const emptyDir = mkdtempSync(path.join(tmpdir(), 'seal-test-path-'));
 test.after.always(() => {

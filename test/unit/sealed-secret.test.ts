@@ -14,10 +14,10 @@ import {
   type Scope,
 } from '../../scripts/sealed-secret';
 import { makeCertificate, type TestCertificate } from '../helpers/certificates';
-import { crdValidator } from '../helpers/crd-schema';
+import { crdValidator } from '../helpers/manifests';
 import { controllerLabel, openSealedValue, unseal, type AppliedSealedSecret } from '../helpers/unseal';
 
-const validateSealedSecret = crdValidator(path.join(projectRoot, 'test', 'schemas', 'sealedsecret-crd.yaml'), 'v1alpha1');
+const validateSealedSecret = crdValidator('sealedsecret-crd.yaml');
 let controller: TestCertificate;
 test.before(async () => {
   controller = await makeCertificate();
