@@ -38,7 +38,7 @@ test('floods: huge, endless and gzip-bombed bodies are refused at the cap, memor
       t.true(got.ms < DEADLINE_MS, `${route}, ${name}: refused at the cap (${got.ms} ms), not at the deadline`);
       const exchange = await closed(pixabay.hostileExchanges.at(-1)!, 2000);
       t.truthy(exchange.closedAt, `${route}, ${name}: we closed the upstream connection`);
-      sent.push(`${route} ${name}: ${(exchange.bytesSent / 1024 / 1024).toFixed(1)} MB sent before we hung up`);
+      sent.push(`${route} ${name}: ${Math.round(exchange.bytesSent / 1024)} KB on the wire before we hung up`);
     }
   }
   const { baselineKb, peakKb, samples } = memory.stop();
