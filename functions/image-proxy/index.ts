@@ -3,7 +3,6 @@
  * and clients never hotlink. `GET /` is a gallery, `GET /api/images` the same search as JSON,
  * `GET /images/:id` one image's bytes, `GET /image` the first hit's preview (the course's app).
  */
-import { pipeline } from 'node:stream/promises';
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
 import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
 import { readImageProxyConfig } from './config';
@@ -104,7 +103,7 @@ async function sendFirstPreview(pixabay: PixabayClient, req: Request, res: Respo
   const query = readSearchQuery(req.query, config.defaultQuery);
   const [first] = (await pixabay.search(query, 1)).hits;
   if (!first) return sendReason(res, 404, `no images found for "${query}"`);
-  await sendImage(req, res, await openImage(first.previewURL, config.imageHosts), FIRST_IMAGE_CACHE);
+  sendImage(req, res, await openImage(first.previewURL, config.imageHosts), FIRST_IMAGE_CACHE);
 }
 
 /** `GET /images/:id?size=preview|web`: that image's bytes, from the URL Pixabay gave for it. */
@@ -112,26 +111,17 @@ async function sendImageById(pixabay: PixabayClient, req: Request, res: Response
   const size = readImageSize(req.query);
   const hit = await pixabay.findImage(id);
   if (!hit) return sendReason(res, 404, `no image with id ${id}`);
-  await sendImage(req, res, await openImage(size === 'web' ? hit.webformatURL : hit.previewURL, config.imageHosts), IMAGE_BY_ID_CACHE);
+  sendImage(req, res, await openImage(size === 'web' ? hit.webformatURL : hit.previewURL, config.imageHosts), IMAGE_BY_ID_CACHE);
 }
 
-async function sendImage(req: Request, res: Response, image: UpstreamImage, cacheControl: string): Promise<void> {
+/** The image, read whole and checked before this status line: nothing upstream can cut it short now. */
+function sendImage(req: Request, res: Response, image: UpstreamImage, cacheControl: string): void {
   res.status(200);
   res.setHeader('Content-Type', image.contentType);
-  res.setHeader('Content-Length', image.contentLength);
+  res.setHeader('Content-Length', image.bytes.length);
   res.setHeader('Cache-Control', cacheControl);
   res.setHeader('X-Content-Type-Options', 'nosniff');
-  if (req.method === 'HEAD') {
-    image.body.destroy();
-    return void res.end();
-  }
-  try {
-    await pipeline(image.body, res);
-  } catch (error) {
-    // The status line is gone: all we can do is cut the response short, which the client notices by its length.
-    console.error(`image-proxy: ${req.path}: the image broke off: ${(error as Error).message}`);
-    res.destroy();
-  }
+  res.end(req.method === 'HEAD' ? undefined : image.bytes);
 }
 
 /** The status and one-line reason for an error, logged (with the key redacted) unless it is the client's own mistake. */

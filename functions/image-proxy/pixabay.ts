@@ -34,6 +34,13 @@ export const MAX_PAGE = 25;
 /** Every upstream exchange, the JSON or an image's bytes, ends within this. */
 export const UPSTREAM_DEADLINE_MS = 5000;
 
+export const MB = 1024 * 1024;
+/**
+ * A page of 20 hits is about 20 KB, and Pixabay's largest page (200 hits) about 200 KB: 1 MB leaves
+ * room for the keys Pixabay may add, while a flood or an endless body costs us at most this much.
+ */
+export const MAX_SEARCH_BYTES = 1 * MB;
+
 // Pixabay's terms: cache searches for 24 h. Bounded so that a stream of distinct queries cannot exhaust memory.
 const CACHE_TTL_MS = 24 * 60 * 60 * 1000;
 const MAX_CACHED_SEARCHES = 500;
@@ -64,19 +71,49 @@ export function normaliseQuery(query: string): string {
   return query.normalize('NFC').trim().replace(/\s+/g, ' ').toLowerCase();
 }
 
-/** Replaces `secret`, raw or URL-encoded, wherever it appears in `text`. */
+/** Replaces `secret`, raw or URL-encoded (percent-escapes in either case), wherever it appears in `text`. */
 export function redactor(secret: string): (text: string) => string {
   const forms = [...new Set([secret, encodeURIComponent(secret), new URLSearchParams({ s: secret }).toString().slice(2)])];
-  return (text) => forms.reduce((out, form) => out.split(form).join('REDACTED'), text);
+  // Case-insensitive: an upstream may echo the key as %2b rather than %2B, and URL hosts come back lower-cased.
+  const anyForm = new RegExp(forms.map((form) => form.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'gi');
+  return (text) => text.replace(anyForm, 'REDACTED');
 }
 
-/** A failed `fetch` as one line naming who failed: a timeout is a 504, anything else a 503. */
+// undici's codes for a connection that closed before the body it announced was complete.
+const BROKEN_OFF = new Set(['UND_ERR_SOCKET', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH']);
+
+/** A failed `fetch` (or body read) as one line naming who failed: a timeout is a 504, anything else a 503. */
 export function fetchFailure(error: unknown, who: string, detail: string): UpstreamError {
   if ((error as Error).name === 'TimeoutError') {
     return new UpstreamError(504, `${who} did not answer within ${UPSTREAM_DEADLINE_MS} ms`, detail);
   }
   const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
+  // llhttp refuses what is not HTTP/1.1, a malformed or conflicting content-length among it.
+  if (cause.startsWith('HPE_')) return new UpstreamError(503, `${who} answered something that is not valid HTTP (${cause})`, detail);
+  if (BROKEN_OFF.has(cause)) return new UpstreamError(503, `${who} broke off its answer (${cause})`, detail);
   return new UpstreamError(503, `${who} is unreachable (${cause})`, detail);
+}
+
+/**
+ * The whole body, or undefined once it is longer than `maxBytes` (declared so, or counted so as it
+ * arrives): then the rest is never read and the connection is closed. Memory stays within the cap
+ * whatever the upstream sends, endless or compressed.
+ */
+export async function readCapped(response: Response, maxBytes: number): Promise<Buffer | undefined> {
+  if (!response.body) return Buffer.alloc(0);
+  const reader = response.body.getReader();
+  // fetch inflates a content-encoding, after which the declared length no longer counts our bytes.
+  const declared = response.headers.has('content-encoding') ? 0 : Number(response.headers.get('content-length'));
+  const chunks: Uint8Array[] = [];
+  let total = declared > maxBytes ? declared : 0;
+  while (total <= maxBytes) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks, total);
+    chunks.push(value);
+    total += value.length;
+  }
+  await reader.cancel().catch(() => undefined);
+  return undefined;
 }
 
 function searchKey(normalisedQuery: string, page: number): string {
@@ -154,21 +191,25 @@ export class PixabayClient {
     url.search = new URLSearchParams({ key: this.apiKey, ...params }).toString();
     const detail = `GET ${this.redact(url.href)}`;
     let response: Response;
-    let body: string;
+    let body: Buffer | undefined;
     try {
-      // A redirect would carry the key to wherever it points: treat it as the error it is.
+      // Never followed (`manual`): a redirect would carry the key to wherever it points, even off Pixabay.
       response = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(UPSTREAM_DEADLINE_MS) });
-      body = await response.text();
+      body = await readCapped(response, MAX_SEARCH_BYTES);
     } catch (error) {
       throw fetchFailure(error, 'Pixabay', detail);
     }
     this.noteRateLimit(response);
     if (response.status === 429) throw this.rateLimited();
+    if (response.status >= 300 && response.status < 400) {
+      throw new UpstreamError(503, `Pixabay answered ${response.status}, a redirect, which is not followed`, detail);
+    }
     if (!response.ok) {
-      const said = this.redact(body.trim().split('\n')[0]!.slice(0, 120));
+      const said = this.redact((body?.toString('utf8') ?? '').trim().split('\n')[0]!.slice(0, 120));
       throw new UpstreamError(503, `Pixabay answered ${response.status}${said ? `: ${said}` : ''}`, detail);
     }
-    const result = parseSearchResult(body);
+    if (!body) throw new UpstreamError(503, `Pixabay answered more than ${MAX_SEARCH_BYTES / MB} MB, which is no search result`, detail);
+    const result = parseSearchResult(body.toString('utf8'));
     if (!result) throw new UpstreamError(503, 'Pixabay answered something that is not search results', detail);
     return result;
   }

@@ -6,6 +6,8 @@ import { freePort } from './ports';
 export interface RunningFunction {
   url: string;
   port: number;
+  /** The process id of the function as it runs now (for reading its /proc/<pid>/status). */
+  pid(): number;
   /** Everything the process has printed so far, stdout and stderr. */
   output(): string;
   /** SIGTERM, then wait for exit; resolves with the exit code. */
@@ -48,5 +50,5 @@ export async function startFunction(
     await stop();
     throw new Error(`${target} did not start; it printed:\n${text}`, { cause: error });
   }
-  return { url: `http://127.0.0.1:${port}`, port, output: () => text, stop, restart: launch };
+  return { url: `http://127.0.0.1:${port}`, port, pid: () => child.pid!, output: () => text, stop, restart: launch };
 }

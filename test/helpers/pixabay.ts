@@ -5,8 +5,10 @@
  * `startFakePixabay()` works anywhere (the benchmark uses it); `fakePixabay(t)` also stops it after the test.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { createGzip } from 'node:zlib';
 import type { ExecutionContext } from 'ava';
 import { sunsetPng } from './png';
 
@@ -33,6 +35,39 @@ export type PixabayBehaviour =
   | 'oversize-image-unsized'
   /** The images: a 302 to the other server, outside the allowed hosts. */
   | 'redirect-elsewhere';
+
+/** The stand-in's two sides: the search API (`/api/`) and the image server (`/cdn/...`, `/get/...`). */
+export type PixabayRoute = 'api' | 'images';
+
+/**
+ * Misbehaviour with parameters, for the hostile-upstream tests. It replaces the route's 200 answers
+ * (its errors, and the redirect `/get/` answers with, stay as they are) until it is set to undefined.
+ */
+export type HostileAnswer =
+  /** `count` redirects: through `/hop/<n>/...` on the stand-in, the last one to `to`, or without `to` to the true answer. */
+  | { kind: 'redirects'; count: number; to?: string }
+  /** A redirect to the very URL that was asked for, every time. */
+  | { kind: 'redirect-loop' }
+  /** 200 with `megabytes` of a true-looking start and filler (endless when Infinity), as fast as it is read. */
+  | { kind: 'flood'; megabytes: number; sized: boolean }
+  /** The same, gzip-compressed on the way: a little on the wire, `megabytes` once fetch has inflated it. */
+  | { kind: 'gzip-bomb'; megabytes: number }
+  /** The true answer, one byte every `msPerByte`, with or without its content-length. */
+  | { kind: 'trickle'; msPerByte: number; sized: boolean }
+  /**
+   * The true answer under a hand-written head, for framing no HTTP library would send: one
+   * `content-length` line per value `contentLength(bodyLength)` gives, optionally chunked too; then the connection closes.
+   */
+  | { kind: 'framing'; contentLength: (bodyLength: number) => string[]; chunked?: boolean };
+
+/** One hostile answer as it went: the body bytes written, and when its connection closed (either side closing it). */
+export interface HostileExchange {
+  route: PixabayRoute;
+  kind: HostileAnswer['kind'];
+  startedAt: number;
+  closedAt?: number;
+  bytesSent: number;
+}
 
 /** A hit as Pixabay sends it (the fields the documentation shows). */
 export interface PixabayHit {
@@ -73,6 +108,10 @@ export interface FakePixabay {
   /** The query parameters of every API request, in order (the key included). */
   apiRequests: URLSearchParams[];
   setBehaviour(behaviour: PixabayBehaviour): void;
+  /** From now on `route` answers so (undefined: as before); `/plain/...` paths always answer truly. */
+  setHostile(route: PixabayRoute, answer: HostileAnswer | undefined): void;
+  /** Every hostile answer given so far, in order. */
+  hostileExchanges: HostileExchange[];
   /** Every API answer waits this long first (0 by default): a Pixabay that is far away but within the deadline. */
   setDelay(ms: number): void;
   /** The hits a search for `q` answers, all pages: the order depends on `q`, the set does not. */
@@ -92,6 +131,7 @@ export interface FakePixabayOptions {
 /** How many images any search finds: three pages of Pixabay's default 20. */
 export const CATALOGUE_SIZE = 45;
 const SLOW_MS = 6000;
+const MB = 1024 * 1024;
 const OVERSIZE_BYTES = 11 * 1024 * 1024;
 const SIZES = { preview: [150, 100], web: [640, 427] } as const;
 // Real-looking names, one with characters that must be escaped wherever it is shown.
@@ -114,15 +154,27 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
     calls.elsewhere++;
     send(res, 200, { 'content-type': 'image/png' }, sunsetPng(150, 100, 666));
   });
+  const hostile: Partial<Record<PixabayRoute, HostileAnswer>> = {};
+  const hostileExchanges: HostileExchange[] = [];
   const server = await listen((req, res) => {
-    const url = new URL(req.url ?? '/', origin);
-    if (url.pathname === '/api/') {
+    const { hop, plain, path } = unwrap(req.url ?? '/');
+    const url = new URL(path, origin);
+    const route = url.pathname === '/api/' ? 'api' : /^\/(cdn|get)\//.test(url.pathname) ? 'images' : undefined;
+    if (!route) return send(res, 404, { 'content-type': 'text/plain' }, 'not found');
+    const answer = plain ? undefined : hostile[route];
+    const deliver: Deliver = (status, headers, body) =>
+      answer && status === 200 ? answerHostile(route, answer, path, res, headers, body) : send(res, status, headers, body);
+    if (hop !== undefined) {
+      calls[route]++;
+      if (answer?.kind !== 'redirects') return send(res, 404, { 'content-type': 'text/plain' }, 'not found');
+      return redirect(res, nextHop(answer, hop, path));
+    }
+    if (route === 'api') {
       calls.api++;
       apiRequests.push(url.searchParams);
-      return delayMs ? later(() => answerApi(url.searchParams, res), delayMs) : answerApi(url.searchParams, res);
+      return delayMs ? later(() => answerApi(url.searchParams, deliver), delayMs) : answerApi(url.searchParams, deliver);
     }
-    if (/^\/(cdn|get)\//.test(url.pathname)) return answerImage(url.pathname, res);
-    send(res, 404, { 'content-type': 'text/plain' }, 'not found');
+    answerImage(url.pathname, res, deliver, plain ? '/plain' : '');
   });
   const origin = `http://127.0.0.1:${server.port}`;
   const elsewhereOrigin = `http://127.0.0.1:${elsewhere.port}`;
@@ -160,7 +212,7 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
     return [...catalogue.slice(turn), ...catalogue.slice(0, turn)];
   }
 
-  function answerApi(params: URLSearchParams, res: ServerResponse): void {
+  function answerApi(params: URLSearchParams, deliver: Deliver): void {
     if (Date.now() - window.startedAt >= windowMs) window = { startedAt: Date.now(), used: 0 };
     window.used++;
     const limited = behaviour === 'rate-limited' || window.used > rateLimit;
@@ -169,8 +221,8 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
       'X-RateLimit-Remaining': String(limited ? 0 : rateLimit - window.used),
       'X-RateLimit-Reset': String(Math.ceil((window.startedAt + windowMs - Date.now()) / 1000)),
     };
-    const text = (status: number, body: string) => send(res, status, { ...rateHeaders, 'content-type': 'text/plain' }, body);
-    const json = (body: string) => send(res, 200, { ...rateHeaders, 'content-type': 'application/json' }, body);
+    const text = (status: number, body: string) => deliver(status, { ...rateHeaders, 'content-type': 'text/plain' }, body);
+    const json = (body: string) => deliver(200, { ...rateHeaders, 'content-type': 'application/json' }, body);
 
     if (params.get('key') !== apiKey) return text(400, '[ERROR 400] Invalid or missing API key');
     if (limited) return text(429, '[ERROR 429] API rate limit exceeded');
@@ -196,7 +248,7 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
     json(JSON.stringify({ total, totalHits: total, hits }));
   }
 
-  function answerImage(path: string, res: ServerResponse): void {
+  function answerImage(path: string, res: ServerResponse, deliver: Deliver, prefix: string): void {
     calls.images++;
     const match = /^\/(cdn\/photo|get)\/(\d+)_(150|640)\.png$/.exec(path);
     const hit = match && catalogue.find((candidate) => candidate.id === Number(match[2]));
@@ -218,8 +270,53 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
         return send(res, 302, { location: `${elsewhereOrigin}/photo.png` }, '');
     }
     // Like Pixabay's /get/ links, the web size answers with a redirect to where the bytes are.
-    if (match[1] === 'get') return send(res, 302, { location: `/cdn/photo/${hit.id}_640.png` }, '');
-    send(res, 200, { 'content-type': 'image/png', 'cache-control': 'max-age=31536000' }, imageBytes(hit.id, size));
+    if (match[1] === 'get') return send(res, 302, { location: `${prefix}/cdn/photo/${hit.id}_640.png` }, '');
+    deliver(200, { 'content-type': 'image/png', 'cache-control': 'max-age=31536000' }, imageBytes(hit.id, size));
+  }
+
+  function answerHostile(route: PixabayRoute, answer: HostileAnswer, path: string, res: ServerResponse, headers: OutgoingHttpHeaders, body: string | Buffer): void {
+    const exchange: HostileExchange = { route, kind: answer.kind, startedAt: Date.now(), bytesSent: 0 };
+    hostileExchanges.push(exchange);
+    res.once('close', () => (exchange.closedAt = Date.now()));
+    res.on('error', () => undefined);
+    const bytes = Buffer.from(body);
+    switch (answer.kind) {
+      case 'redirects':
+        return redirect(res, nextHop(answer, 0, path));
+      case 'redirect-loop':
+        return redirect(res, path);
+      case 'flood': {
+        const length = answer.sized ? { 'content-length': String(answer.megabytes * MB) } : {};
+        res.writeHead(200, { 'content-type': headers['content-type'], ...length });
+        return pump(res, exchange, floodChunks(route, answer.megabytes * MB));
+      }
+      case 'gzip-bomb': {
+        res.writeHead(200, { 'content-type': headers['content-type'], 'content-encoding': 'gzip' });
+        const gzip = Readable.from(floodChunks(route, answer.megabytes * MB)).pipe(createGzip());
+        res.once('close', () => gzip.destroy());
+        return pump(res, exchange, gzip[Symbol.asyncIterator]());
+      }
+      case 'trickle': {
+        res.writeHead(200, { ...headers, ...(answer.sized ? { 'content-length': String(bytes.length) } : {}) });
+        const timer = setInterval(() => {
+          if (res.destroyed || exchange.bytesSent === bytes.length) {
+            clearInterval(timer);
+            timers.delete(timer);
+            return void res.end();
+          }
+          res.write(bytes.subarray(exchange.bytesSent, ++exchange.bytesSent));
+        }, answer.msPerByte);
+        return void timers.add(timer);
+      }
+      case 'framing': {
+        const lengths = answer.contentLength(bytes.length).map((value) => `content-length: ${value}\r\n`).join('');
+        const chunked = answer.chunked ? 'transfer-encoding: chunked\r\n' : '';
+        const head = `HTTP/1.1 200 OK\r\ncontent-type: ${headers['content-type']}\r\n${lengths}${chunked}connection: close\r\n\r\n`;
+        const payload = answer.chunked ? Buffer.concat([Buffer.from(`${bytes.length.toString(16)}\r\n`), bytes, Buffer.from('\r\n0\r\n\r\n')]) : bytes;
+        exchange.bytesSent = payload.length;
+        return void res.socket!.end(Buffer.concat([Buffer.from(head, 'latin1'), payload]));
+      }
+    }
   }
 
   function later(answer: () => void, ms = SLOW_MS): void {
@@ -238,6 +335,8 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
     calls,
     apiRequests,
     setBehaviour: (next) => (behaviour = next),
+    setHostile: (route, answer) => (hostile[route] = answer),
+    hostileExchanges,
     setDelay: (ms) => (delayMs = ms),
     hitsFor,
     imageBytes,
@@ -277,6 +376,48 @@ async function listen(handle: (req: IncomingMessage, res: ServerResponse) => voi
   };
 }
 
+/** Answers with a status, headers and a body: as the stand-in normally does, or as a hostile answer replaces it. */
+type Deliver = (status: number, headers: Record<string, string>, body: string | Buffer) => void;
+
+/** `/hop/<n>/path` and `/plain/path` wrap a path of the stand-in: a step in a redirect chain, or the true answer. */
+function unwrap(requestUrl: string): { hop?: number; plain: boolean; path: string } {
+  const hop = /^\/hop\/(\d+)(\/.*)$/s.exec(requestUrl);
+  if (hop) return { hop: Number(hop[1]), plain: false, path: hop[2]! };
+  if (requestUrl.startsWith('/plain/')) return { plain: true, path: requestUrl.slice('/plain'.length) };
+  return { plain: false, path: requestUrl };
+}
+
+/** Where redirect `done + 1` of a chain of `count` points when `path` was asked for. */
+function nextHop(answer: { count: number; to?: string }, done: number, path: string): string {
+  return done + 1 < answer.count ? `/hop/${done + 1}${path}` : (answer.to ?? `/plain${path}`);
+}
+
+/** A 302 as Express writes one, the target repeated in the body. */
+function redirect(res: ServerResponse, location: string): void {
+  send(res, 302, { location, 'content-type': 'text/plain' }, `Found. Redirecting to ${location}`);
+}
+
+/** `bytes` (Infinity: no end) of what looks like the start of an answer, then filler. */
+function* floodChunks(route: PixabayRoute, bytes: number): Generator<Buffer> {
+  const start = route === 'api' ? Buffer.from('{"total":45,"totalHits":45,"hits":[') : Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const filler = Buffer.alloc(64 * 1024, route === 'api' ? '{"id":1,"tags":"flood"},' : '\0');
+  yield start;
+  for (let left = bytes - start.length; left > 0; left -= filler.length) yield left < filler.length ? filler.subarray(0, left) : filler;
+}
+
+/** Writes `chunks` as fast as the client reads them, counting the bytes, until they end or the client hangs up. */
+function pump(res: ServerResponse, exchange: HostileExchange, chunks: Iterator<Buffer> | AsyncIterator<Buffer>): void {
+  const next = async (): Promise<void> => {
+    while (!res.destroyed) {
+      const { value, done } = await chunks.next();
+      if (done) return void res.end();
+      exchange.bytesSent += value.length;
+      if (!res.write(value)) return void res.once('drain', () => void next().catch(() => res.destroy()));
+    }
+  };
+  next().catch(() => res.destroy());
+}
+
 function send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
   if (res.destroyed) return;
   res.on('error', () => undefined); // a client that hangs up early is not the stand-in's problem
@@ -297,4 +438,10 @@ function streamUnsized(res: ServerResponse, bytes: number): void {
     res.end();
   };
   pump();
+}
+
+/** Whether `text` holds `key` in any form a URL or a log might carry it: raw, percent-encoded in either case, or form-encoded. */
+export function holdsKey(text: string, key: string): boolean {
+  const haystack = text.toLowerCase();
+  return [key, encodeURIComponent(key), new URLSearchParams({ key }).toString().slice(4)].some((form) => haystack.includes(form.toLowerCase()));
 }
