@@ -114,6 +114,8 @@ export interface FakePixabay {
   hostileExchanges: HostileExchange[];
   /** Every API answer waits this long first (0 by default): a Pixabay that is far away but within the deadline. */
   setDelay(ms: number): void;
+  /** API answers wait from now until the returned function is called: a request held in flight for as long as a test needs. */
+  holdApi(): () => void;
   /** The hits a search for `q` answers, all pages: the order depends on `q`, the set does not. */
   hitsFor(q: string): PixabayHit[];
   /** The bytes behind a hit's previewURL (`preview`) or webformatURL (`web`). */
@@ -145,6 +147,7 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
   const windowMs = (options.windowSeconds ?? 60) * 1000;
   let behaviour: PixabayBehaviour = 'normal';
   let delayMs = 0;
+  let apiHeld: Promise<void> | undefined;
   const calls = { api: 0, images: 0, elsewhere: 0 };
   const apiRequests: URLSearchParams[] = [];
   const timers = new Set<NodeJS.Timeout>();
@@ -172,6 +175,7 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
     if (route === 'api') {
       calls.api++;
       apiRequests.push(url.searchParams);
+      if (apiHeld) return void apiHeld.then(() => answerApi(url.searchParams, deliver));
       return delayMs ? later(() => answerApi(url.searchParams, deliver), delayMs) : answerApi(url.searchParams, deliver);
     }
     answerImage(url.pathname, res, deliver, plain ? '/plain' : '');
@@ -338,6 +342,14 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
     setHostile: (route, answer) => (hostile[route] = answer),
     hostileExchanges,
     setDelay: (ms) => (delayMs = ms),
+    holdApi: () => {
+      let release!: () => void;
+      apiHeld = new Promise((resolve) => (release = resolve));
+      return () => {
+        apiHeld = undefined;
+        release();
+      };
+    },
     hitsFor,
     imageBytes,
     close: async () => {

@@ -135,11 +135,11 @@ test('image-proxy: a search waiting on Pixabay is answered, exit 0', async (t) =
   const pixabay = await fakePixabay(t);
   const proxy = await startFunction(t, 'image-proxy', pixabay.env);
   await get(`${proxy.url}/healthz`);
-  // The hold is the stand-in's delay: long enough to see the refusals, well within image-proxy's 5 s deadline.
-  pixabay.setDelay(1500);
+  // Held until released, within image-proxy's 5 s deadline for Pixabay's answer.
+  const release = pixabay.holdApi();
   const answer = await shutDownDuring(t, proxy, '/api/images?q=draining', {
     reached: () => eventually(() => pixabay.calls.api > 0, 'the search to reach Pixabay'),
-    release: () => undefined,
+    release,
   });
   t.is(answer.status, 200);
   t.is(JSON.parse(answer.body).query, 'draining');
