@@ -12,6 +12,10 @@ export interface RunningFunction {
   output(): string;
   /** SIGTERM, then wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL, as an OOM kill or a node failure would (nothing runs after it), then wait for exit. */
+  kill(): Promise<void>;
+  /** Whether the process started last is still running: false once it exited, by itself or killed. */
+  running(): boolean;
   /** Start again on the same port with the same environment. */
   restart(): Promise<void>;
 }
@@ -37,9 +41,14 @@ export async function startFunction(
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
     exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   };
+  const running = () => child.exitCode === null && child.signalCode === null;
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    if (running()) child.kill('SIGTERM');
     return exited;
+  };
+  const kill = async () => {
+    if (running()) child.kill('SIGKILL');
+    await exited;
   };
 
   watch();
@@ -50,5 +59,5 @@ export async function startFunction(
     await stop();
     throw new Error(`${target} did not start; it printed:\n${text}`, { cause: error });
   }
-  return { url: `http://127.0.0.1:${port}`, port, pid: () => child.pid!, output: () => text, stop, restart: launch };
+  return { url: `http://127.0.0.1:${port}`, port, pid: () => child.pid!, output: () => text, stop, kill, running, restart: launch };
 }
