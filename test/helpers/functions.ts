@@ -8,6 +8,10 @@ export interface RunningFunction {
   port: number;
   /** Everything the process has printed so far, stdout and stderr. */
   output(): string;
+  /** The process id of the current process (a restart gives a new one). */
+  pid(): number;
+  /** Whether the current process has not exited. */
+  running(): boolean;
   /** SIGTERM, then wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
   /** Start again on the same port with the same environment. */
@@ -48,5 +52,13 @@ export async function startFunction(
     await stop();
     throw new Error(`${target} did not start; it printed:\n${text}`, { cause: error });
   }
-  return { url: `http://127.0.0.1:${port}`, port, output: () => text, stop, restart: launch };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    output: () => text,
+    pid: () => child.pid!,
+    running: () => child.exitCode === null && child.signalCode === null,
+    stop,
+    restart: launch,
+  };
 }
