@@ -84,7 +84,8 @@ function sendImageList(pixabay: PixabayClient, req: Request, res: Response): Pro
   const page = readPage(req.query);
   const send = (result: SearchResult) => {
     const head = JSON.stringify({ query, page, total: result.total, totalHits: result.totalHits });
-    res.type('json').send(`${head.slice(0, -1)},"images":${imagesJson(result)}}`);
+    // The JSON quotes the query as given: no browser may sniff it into HTML.
+    res.set('X-Content-Type-Options', 'nosniff').type('json').send(`${head.slice(0, -1)},"images":${imagesJson(result)}}`);
   };
   const cached = pixabay.freshSearch(query, page);
   return cached ? send(cached) : pixabay.search(query, page).then(send);

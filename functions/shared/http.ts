@@ -11,9 +11,12 @@ export function allowMethods(req: Request, res: Response, allowed: readonly stri
   return false;
 }
 
-/** A plain-text answer whose body is one line saying why. */
+/**
+ * A plain-text answer whose body is one line saying why. The reason may quote the request (a path, a
+ * query), so no browser may sniff it into HTML.
+ */
 export function sendReason(res: Response, status: number, reason: string): void {
-  res.status(status).type('text/plain').send(`${reason}\n`);
+  res.status(status).set('X-Content-Type-Options', 'nosniff').type('text/plain').send(`${reason}\n`);
 }
 
 export function sendNotFound(req: Request, res: Response): void {
