@@ -46,7 +46,9 @@ http(
       case '/pingpong':
         // HEAD is for probes: it must not count.
         if (req.method === 'HEAD') return void res.type('text/plain').end();
-        return answer(req, res, recordPing(), (n) => res.type('text/plain').send(`pong ${n}`));
+        // Every ping is news: never stored by a cache, and `end` rather than `send`, whose freshness check would
+        // turn a conditional request (If-None-Match: *) into a 304 that hides the number of a ping it counted.
+        return answer(req, res, recordPing(), (n) => res.set('Cache-Control', 'no-store').type('text/plain').end(`pong ${n}`));
       case '/pongs':
         return answer(req, res, countPongs(), (pongs) => res.json({ pongs }));
       case '/healthz':

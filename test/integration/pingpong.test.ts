@@ -22,6 +22,21 @@ test('pong 0 first, then counting; /pongs tells without counting', async (t) => 
   t.deepEqual(await (await fetch(`${pingpong.url}/pongs`)).json(), { pongs: 2 }, 'HEAD does not count');
 });
 
+test('a ping is never answered from a cache: no-store, and a conditional request still gets its number', async (t) => {
+  const db = await startTestPostgres(t);
+  const pingpong = await startFunction(t, 'pingpong', { DATABASE_URL: db.url });
+
+  const first = await fetch(`${pingpong.url}/pingpong`);
+  t.is(first.headers.get('cache-control'), 'no-store');
+  t.is(await first.text(), 'pong 0');
+  const conditional: Record<string, string>[] = [{ 'If-None-Match': '*' }, { 'If-None-Match': '"x"' }, { 'If-Modified-Since': new Date().toUTCString() }];
+  for (const [i, headers] of conditional.entries()) {
+    const ping = await fetch(`${pingpong.url}/pingpong`, { headers });
+    t.is(ping.status, 200, JSON.stringify(headers));
+    t.is(await ping.text(), `pong ${i + 1}`, JSON.stringify(headers));
+  }
+});
+
 test('unknown paths are 404 and other methods 405 with Allow, and neither counts', async (t) => {
   const db = await startTestPostgres(t);
   const pingpong = await startFunction(t, 'pingpong', { DATABASE_URL: db.url });
