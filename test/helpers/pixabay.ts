@@ -134,7 +134,7 @@ export interface FakePixabayOptions {
 export const CATALOGUE_SIZE = 45;
 const SLOW_MS = 6000;
 const MB = 1024 * 1024;
-const OVERSIZE_BYTES = 11 * 1024 * 1024;
+const OVERSIZE_BYTES = 11 * MB;
 const SIZES = { preview: [150, 100], web: [640, 427] } as const;
 // Real-looking names, one with characters that must be escaped wherever it is shown.
 const AUTHORS = ['Josch13', 'Ylanite', 'Zoë & <Co> "Light"', 'skeeze', 'Pexels', 'Free-Photos', 'jplenio', 'Hans'];
