@@ -45,8 +45,9 @@ export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void
   async function shutDown(signal: NodeJS.Signals) {
     if (draining) return;
     draining = true;
-    console.log(`${signal}: finishing ${inFlight.size} request(s) in flight, taking no new ones`);
     server?.close(); // also closes the idle keep-alive connections
+    // Said only once it is true: whoever reads this line finds new connections refused.
+    console.log(`${signal}: finishing ${inFlight.size} request(s) in flight, taking no new ones`);
     for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
     if (inFlight.size > 0) {
       const idle = new Promise<void>((resolve) => (whenIdle = resolve));
