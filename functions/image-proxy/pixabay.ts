@@ -206,6 +206,10 @@ export class PixabayClient {
     }
     if (!response.ok) {
       const said = this.redact((body?.toString('utf8') ?? '').trim().split('\n')[0]!.slice(0, 120));
+      // Pixabay's way of saying the search has fewer results than that page would start at: the client asked too far.
+      if (response.status === 400 && said.includes('"page" is out of valid range')) {
+        throw new UpstreamError(404, `page ${params.page} is past the last page of results`, detail);
+      }
       throw new UpstreamError(503, `Pixabay answered ${response.status}${said ? `: ${said}` : ''}`, detail);
     }
     if (!body) throw new UpstreamError(503, `Pixabay answered more than ${MAX_SEARCH_BYTES / MB} MB, which is no search result`, detail);

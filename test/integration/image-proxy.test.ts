@@ -126,7 +126,7 @@ test.serial("GET /image: the first hit's preview, like the course's app; no hits
   assertLogClean(t, proxy, pixabay);
 });
 
-test.serial('bad requests get 400 with a reason and never reach Pixabay; other paths 404, other methods 405', async (t) => {
+test.serial('bad requests get 400 with a reason and never reach Pixabay; a page past the results, other paths 404; other methods 405', async (t) => {
   const { pixabay, proxy, get } = await setUp(t);
   const cases: [string, string][] = [
     [`/api/images?q=${'a'.repeat(101)}`, 'q must be at most 100 characters'],
@@ -148,6 +148,13 @@ test.serial('bad requests get 400 with a reason and never reach Pixabay; other p
   }
   t.is((await get(`/api/images?q=${'a'.repeat(100)}`)).status, 200, '100 characters are fine');
   t.is(pixabay.calls.api, 1, 'only the valid request went upstream');
+
+  // Any search of the stand-in finds 45 hits, three pages of 20: page 4 is valid to ask for, but past the end.
+  for (const path of ['/api/images?q=sky&page=4', '/?q=sky&page=4']) {
+    const pastTheEnd = await get(path);
+    t.is(pastTheEnd.status, 404, path);
+    t.true(pastTheEnd.text.includes('page 4 is past the last page of results'), path);
+  }
 
   t.is((await get('/images/1000001/extra')).status, 404);
   t.is((await get('/nope')).status, 404);
