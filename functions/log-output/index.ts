@@ -2,15 +2,15 @@
  * log-output: one random UUID for the life of the instance, logged every 5 s; `GET /` shows the
  * configured message, the timestamp line and pingpong's count, fetched over HTTP.
  */
+import { randomUUID } from 'node:crypto';
 import { http } from '@google-cloud/functions-framework';
-import { v4 as uuidv4 } from 'uuid';
 import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
 import { gatherWhileBusy } from '../shared/waiting';
 import { readLogOutputConfig } from './config';
 import { pageText, stampLine } from './page';
 
 const config = readLogOutputConfig(process.env);
-const instanceId = uuidv4();
+const instanceId = randomUUID();
 
 console.log(stampLine(new Date(), instanceId));
 const stamping = setInterval(() => console.log(stampLine(new Date(), instanceId)), 5000);
