@@ -8,6 +8,7 @@ import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shar
 import { gatherWhileBusy } from '../shared/waiting';
 import { readLogOutputConfig } from './config';
 import { pageText, stampLine } from './page';
+import { fetchPongs } from './pongs';
 
 const config = readLogOutputConfig(process.env);
 const instanceId = randomUUID();
@@ -17,25 +18,12 @@ const stamping = setInterval(() => console.log(stampLine(new Date(), instanceId)
 
 const PINGPONG_DEADLINE_MS = 2000;
 
-/** Pingpong's count, or an error whose message says what went wrong, in one line that names pingpong. */
-async function fetchPongs(): Promise<number> {
-  let response: Response;
-  try {
-    response = await fetch(`${config.pingpongUrl}/pongs`, { signal: AbortSignal.timeout(PINGPONG_DEADLINE_MS) });
-  } catch (error) {
-    const timedOut = (error as Error).name === 'TimeoutError';
-    const cause = (error as { cause?: { code?: string } }).cause?.code ?? 'no connection';
-    throw new Error(timedOut ? `pingpong did not answer within ${PINGPONG_DEADLINE_MS} ms` : `pingpong is unreachable (${cause})`);
-  }
-  if (!response.ok) throw new Error(`pingpong answered ${response.status}`);
-  const body: unknown = await response.json().catch(() => undefined);
-  const pongs = (body as { pongs?: unknown } | undefined)?.pongs;
-  if (!Number.isSafeInteger(pongs) || (pongs as number) < 0) throw new Error('pingpong answered something that is not {"pongs": N}');
-  return pongs as number;
-}
-
 // Page views waiting at the same moment share one request to pingpong; each still gets a count read after it arrived.
-const nextPongs = gatherWhileBusy(async (k) => Array<number>(k).fill(await fetchPongs()), PINGPONG_DEADLINE_MS, 'pingpong');
+const nextPongs = gatherWhileBusy(
+  async (k) => Array<number>(k).fill(await fetchPongs(config.pingpongUrl, PINGPONG_DEADLINE_MS)),
+  PINGPONG_DEADLINE_MS,
+  'pingpong',
+);
 
 http(
   'log-output',

@@ -78,6 +78,8 @@ test('pingpong down, slow or answering garbage: 503 naming pingpong, never a han
     ['garbage', await fakePingpong(t, (res) => res.end('<html>')), /^pingpong answered something that is not \{"pongs": N\}\n$/],
     ['negative', await fakePingpong(t, (res) => res.end('{"pongs": -1}')), /^pingpong answered something that is not/],
     ['error', await fakePingpong(t, (res) => res.writeHead(500).end()), /^pingpong answered 500\n$/],
+    ['huge', await fakePingpong(t, (res) => res.end(`{"pongs": 1, "padding": "${'x'.repeat(100_000)}"}`)), /^pingpong answered something that is not/],
+    ['broken off', await fakePingpong(t, (res) => res.writeHead(200, { 'Content-Length': '100' }).write('{"pongs"', () => res.destroy())), /^pingpong's answer broke off\n$/],
   ];
   for (const [name, pingpongUrl, reason] of cases) {
     const logOutput = await startFunction(t, 'log-output', { PINGPONG_URL: pingpongUrl });
