@@ -24,9 +24,9 @@ ENV NODE_ENV=production
 COPY package.json ./
 COPY db/migrations db/migrations
 COPY --from=production-deps /app/node_modules node_modules
-COPY --from=build /app/dist/functions dist/functions
+COPY --from=build /app/dist/functions.cjs dist/functions.cjs
 # The image's node user, by number: runAsNonRoot can only be checked against a numeric user.
 USER 1000:1000
 EXPOSE 8080
 # node itself, not npm, so that SIGTERM reaches functions-framework and pingpong drains its requests.
-CMD ["node", "node_modules/@google-cloud/functions-framework/build/src/main.js", "--source=dist/functions/index.js"]
+CMD ["node", "node_modules/@google-cloud/functions-framework/build/src/main.js", "--source=dist/functions.cjs"]

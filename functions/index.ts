@@ -1,6 +1,7 @@
 /**
- * The entry functions-framework loads. One process serves one function (`FUNCTION_TARGET`), so only
- * that function's module is loaded: a cold start pays for one function, not three.
+ * The entry functions-framework loads, bundled with the functions and their dependencies into
+ * `dist/functions.cjs` (`npm run build`). One process serves one function (`FUNCTION_TARGET`), so only
+ * that function's module runs: a cold start pays for one function, not three.
  */
 const functions: Record<string, () => unknown> = {
   pingpong: () => require('./pingpong'),

@@ -6,8 +6,12 @@ import { projectRoot } from '../functions/shared/config';
 /** functions-framework's own entry, run with `node` directly so signals reach it. */
 export const frameworkMain = path.join(path.dirname(require.resolve('@google-cloud/functions-framework')), 'main.js');
 
-/** The compiled entry that loads only the target's module. */
-export const functionsEntry = path.join(projectRoot, 'dist', 'functions', 'index.js');
+/**
+ * The functions, bundled by esbuild from functions/index.ts into one file (the framework left out: it must
+ * stay one copy, as it keeps the registry of functions). `.cjs` tells the framework it is CommonJS, so it
+ * does not load read-package-up to find out (see docs/cold-start.md).
+ */
+export const functionsEntry = path.join(projectRoot, 'dist', 'functions.cjs');
 
 export function spawnFunction(target: string, port: number, env: NodeJS.ProcessEnv, source = functionsEntry): ChildProcess {
   return spawn(process.execPath, [frameworkMain, `--source=${source}`, `--target=${target}`], {

@@ -31,15 +31,15 @@ test('the build context leaves out secrets, local data and build output', (t) =>
   t.deepEqual(dockerignoreProblems(root), ['.dockerignore: must exclude .data', '.dockerignore: must exclude .env']);
 });
 
-test('the compiled functions load only Node\'s modules and production dependencies: no ts-node, nothing from devDependencies', (t) => {
+test('the bundled functions load only Node\'s modules and production dependencies: no ts-node, nothing from devDependencies', (t) => {
   t.deepEqual(runtimeImportProblems(), []);
   const root = mkdtempSync(path.join(tmpdir(), 'dist-'));
-  mkdirSync(path.join(root, 'dist', 'functions', 'shared'), { recursive: true });
+  mkdirSync(path.join(root, 'dist'));
   writeFileSync(path.join(root, 'package.json'), JSON.stringify({ dependencies: { postgres: '1' }, devDependencies: { 'ts-node': '1' } }));
-  writeFileSync(path.join(root, 'dist', 'functions', 'shared', 'a.js'), 'require("node:fs"); require("fs"); require("./b"); require("postgres"); require("ts-node/register"); require("@scope/pkg/x");');
+  writeFileSync(path.join(root, 'dist', 'functions.cjs'), 'require("node:fs"); require("fs"); require("./b"); require("postgres"); require("ts-node/register"); require("@scope/pkg/x");');
   t.deepEqual(runtimeImportProblems(root), [
-    'dist/functions/shared/a.js: requires ts-node, which is not a production dependency',
-    'dist/functions/shared/a.js: requires @scope/pkg, which is not a production dependency',
+    'dist/functions.cjs: requires ts-node, which is not a production dependency',
+    'dist/functions.cjs: requires @scope/pkg, which is not a production dependency',
   ]);
 });
 
@@ -54,7 +54,7 @@ test('the command: node itself, exec form, the local runner\'s framework entry a
   assertCaught(t, problemsAfter(/^CMD .*$/m, 'CMD ["npm", "start"]'), /CMD must start node directly/);
   assertCaught(t, problemsAfter(/^CMD .*$/m, 'CMD node node_modules/@google-cloud/functions-framework/build/src/main.js'), /CMD must use the exec form/);
   assertCaught(t, problemsAfter('build/src/main.js', 'build/src/index.js'), /must run node_modules\/@google-cloud\/functions-framework\/build\/src\/main\.js/);
-  assertCaught(t, problemsAfter('--source=dist/functions/index.js', '--source=dist/index.js'), /must pass --source=dist\/functions\/index\.js/);
+  assertCaught(t, problemsAfter('--source=dist/functions.cjs', '--source=dist/index.js'), /must pass --source=dist\/functions\.cjs/);
   assertCaught(t, problemsAfter(/^CMD \["node", /m, 'CMD ["node", "-r", "ts-node/register", '), /no ts-node at run time/);
 });
 
