@@ -14,8 +14,18 @@ export function readLogOutputConfig(env: Env): LogOutputConfig {
   const fromFile = env.ENV_FILE ? readDotenv(env.ENV_FILE) : {};
   return {
     message: env.MESSAGE ?? fromFile.MESSAGE,
-    pingpongUrl: readHttpUrl(env, 'PINGPONG_URL', 'http://localhost:8081'),
+    pingpongUrl: readPingpongUrl(env),
   };
+}
+
+/**
+ * Plain http only: pingpong is reached inside the cluster (or on this machine), and node:https would load
+ * TLS at start for nothing (see docs/cold-start.md).
+ */
+function readPingpongUrl(env: Env): string {
+  const url = readHttpUrl(env, 'PINGPONG_URL', 'http://localhost:8081');
+  if (!url.startsWith('http:')) throw new ConfigError(`PINGPONG_URL must be an http:// URL (pingpong inside the cluster), got "${url}"`);
+  return url;
 }
 
 /** A missing file means no settings; one that is not a dotenv file stops start-up. */

@@ -3,8 +3,7 @@
  * call, which cost log-output about 30 ms of CPU and 12 MB of memory at its first answer (its cold start
  * waits on that call; docs/cold-start.md), for one small GET.
  */
-import { get as httpGet, type IncomingMessage } from 'node:http';
-import { get as httpsGet } from 'node:https';
+import { get, type IncomingMessage } from 'node:http';
 
 /** pingpong's answer is `{"pongs": N}`; anything much longer is not that. */
 const MAX_BODY_BYTES = 64 * 1024;
@@ -30,7 +29,6 @@ function getText(url: string, deadlineMs: number): Promise<{ status: number; bod
   const failure = (error?: NodeJS.ErrnoException) =>
     new Error(signal.aborted ? `pingpong did not answer within ${deadlineMs} ms` : `pingpong is unreachable (${error?.code ?? 'no connection'})`);
   return new Promise((resolve, reject) => {
-    const get = url.startsWith('https:') ? httpsGet : httpGet;
     get(url, { signal }, (response: IncomingMessage) => {
       let body = '';
       let tooLong = false;

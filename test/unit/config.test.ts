@@ -41,6 +41,11 @@ test('MESSAGE comes from the dotenv file, and a MESSAGE variable overrides it', 
   t.is(readLogOutputConfig({ ENV_FILE: file, MESSAGE: 'Override' }).message, 'Override');
 });
 
+test('PINGPONG_URL is plain http: pingpong is reached inside the cluster', (t) => {
+  t.is(readLogOutputConfig({ PINGPONG_URL: 'http://pingpong.exercises.svc.cluster.local/' }).pingpongUrl, 'http://pingpong.exercises.svc.cluster.local');
+  t.throws(() => readLogOutputConfig({ PINGPONG_URL: 'https://pingpong.example.com' }), { message: /^PINGPONG_URL must be an http:\/\/ URL/ });
+});
+
 test('a missing dotenv file means no message', (t) => {
   t.is(readLogOutputConfig({ ENV_FILE: path.join(dir, 'absent.env') }).message, undefined);
   t.is(readLogOutputConfig({}).message, undefined);
