@@ -13,8 +13,15 @@ export const frameworkMain = path.join(path.dirname(require.resolve('@google-clo
  */
 export const functionsEntry = path.join(projectRoot, 'dist', 'functions.cjs');
 
-export function spawnFunction(target: string, port: number, env: NodeJS.ProcessEnv, source = functionsEntry): ChildProcess {
-  return spawn(process.execPath, [frameworkMain, `--source=${source}`, `--target=${target}`], {
+export interface SpawnOptions {
+  /** The module holding the function; our bundle unless said. */
+  source?: string;
+  /** The `node` binary; this process's own unless said (the bench also runs the image's Node). */
+  node?: string;
+}
+
+export function spawnFunction(target: string, port: number, env: NodeJS.ProcessEnv, { source = functionsEntry, node = process.execPath }: SpawnOptions = {}): ChildProcess {
+  return spawn(node, [frameworkMain, `--source=${source}`, `--target=${target}`], {
     env: { ...process.env, NODE_ENV: 'production', ...env, FUNCTION_TARGET: target, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
