@@ -1,4 +1,5 @@
 /** A function served by functions-framework from the compiled code, on a free port, in its own process. */
+import type { ChildProcess } from 'node:child_process';
 import type { ExecutionContext } from 'ava';
 import { spawnFunction, waitForHttp } from '../../scripts/functions';
 import { freePort } from './ports';
@@ -24,23 +25,39 @@ export async function startFunction(
   t: ExecutionContext,
   target: string,
   env: NodeJS.ProcessEnv,
-  { waitPath = '/healthz', port: fixedPort }: { waitPath?: string; port?: number } = {},
+  {
+    waitPath = '/healthz',
+    port: fixedPort,
+    spawn = spawnFunction,
+  }: {
+    waitPath?: string;
+    port?: number;
+    /** How to start the process; the local runner's way unless said (the image rehearsal runs the image's command). */
+    spawn?: (target: string, port: number, env: NodeJS.ProcessEnv) => ChildProcess;
+  } = {},
 ): Promise<RunningFunction> {
   const port = fixedPort ?? (await freePort());
   let text = '';
-  let child = spawnFunction(target, port, env);
+  let child = spawn(target, port, env);
   let exited: Promise<number | null>;
 
   const launch = async () => {
-    child = spawnFunction(target, port, env);
+    child = spawn(target, port, env);
     watch();
-    await waitForHttp(`http://127.0.0.1:${port}${waitPath}`, 30_000);
+    await answering();
   };
   const watch = () => {
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-    exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    // 'close', not 'exit': by then everything it printed has been read.
+    exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
   };
+  // A process that exits while starting will never answer: say so at once rather than after the 30 s.
+  const answering = () =>
+    Promise.race([
+      waitForHttp(`http://127.0.0.1:${port}${waitPath}`, 30_000),
+      exited.then((code) => Promise.reject(new Error(`it exited (code ${code}) before answering`))),
+    ]);
   const running = () => child.exitCode === null && child.signalCode === null;
   const stop = async () => {
     if (running()) child.kill('SIGTERM');
@@ -54,7 +71,7 @@ export async function startFunction(
   watch();
   t.teardown(() => stop().then(() => undefined));
   try {
-    await waitForHttp(`http://127.0.0.1:${port}${waitPath}`, 30_000);
+    await answering();
   } catch (error) {
     await stop();
     throw new Error(`${target} did not start; it printed:\n${text}`, { cause: error });

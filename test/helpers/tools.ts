@@ -14,9 +14,16 @@ export function testNeeding(
   { serial = false } = {},
 ): (title: string, implementation: Implementation) => void {
   const missing = tools.filter((tool) => spawnSync(tool, ['--version']).error);
-  if (missing.length === 0) return serial ? test.serial : test;
-  const why = `${missing.join(', ')} not found: ${howToInstall}`;
-  if (process.env.CI === 'true') return (title) => test(title, (t) => t.fail(why));
-  console.warn(`SKIPPING tests that need ${why}`);
-  return (title, implementation) => test.skip(`${title} (needs ${missing.join(', ')})`, implementation);
+  return testUnless(missing.length ? { what: missing.join(', '), why: `${missing.join(', ')} not found: ${howToInstall}` } : undefined, { serial });
+}
+
+/** `test` (or `test.serial`) when nothing is `missing`; otherwise each test is skipped saying why, or failed under CI. */
+export function testUnless(
+  missing: { what: string; why: string } | undefined,
+  { serial = false } = {},
+): (title: string, implementation: Implementation) => void {
+  if (!missing) return serial ? test.serial : test;
+  if (process.env.CI === 'true') return (title) => test(title, (t) => t.fail(missing.why));
+  console.warn(`SKIPPING tests that need ${missing.why}`);
+  return (title, implementation) => test.skip(`${title} (needs ${missing.what})`, implementation);
 }
