@@ -32,7 +32,7 @@ for (const manifest of manifests.filter((m) => isKnativeService(m.doc))) {
 
 test('the variables a function reads are found in its code and in what it imports', (t) => {
   const read = (target: string) => [...envVarsRead(path.join(projectRoot, 'functions', target, 'index.ts'))].sort();
-  t.deepEqual(read('log-output'), ['ENV_FILE', 'MESSAGE', 'PINGPONG_URL']);
+  t.deepEqual(read('log-output'), ['ENV_FILE', 'MESSAGE', 'PINGPONG_TIMEOUT_MS', 'PINGPONG_URL']);
   // DB_POOL_SIZE and DATABASE_URL from functions/shared/db.ts; the libpq variables because it uses postgres.js.
   t.deepEqual(read('pingpong'), ['DATABASE_URL', 'DB_POOL_SIZE', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER']);
 });
