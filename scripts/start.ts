@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   run('pingpong', ports.pingpong, { DATABASE_URL: databaseUrl });
   run('log-output', ports['log-output'], {
     PINGPONG_URL: pingpongUrl,
-    ENV_FILE: env.ENV_FILE ?? path.join(projectRoot, 'scripts', 'log-output.env'),
+    ENV_FILE: env.ENV_FILE ?? path.join(projectRoot, 'knative', 'log-output.env'),
   });
   // API_KEY, PIXABAY_API_URL and PIXABAY_IMAGE_HOSTS come from this environment; without a key it answers 503.
   run('image-proxy', ports['image-proxy'], {});
