@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
 import { loadManifests, manifestTest as test } from '../helpers/manifests';
+import { restoreOneLiner } from '../helpers/resources';
 
 // Manifests are loose JSON to the test: a wrong path shows as a failed assertion, not a type error.
 const manifests = loadManifests();
@@ -14,10 +15,6 @@ const pod = cronJob?.spec.jobTemplate.spec.template.spec;
 const container = pod?.containers[0];
 const volume = (spec: any, name: string) => spec.volumes.find((v: any) => v.name === name);
 const mountOf = (c: any, name: string) => c.volumeMounts.find((m: any) => m.name === name)?.mountPath;
-const restoreOneLiner = () => {
-  const found = /kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/.exec(readFileSync(path.join(projectRoot, 'README.md'), 'utf8'));
-  return found ? { image: found[1]!, spec: JSON.parse(found[2]!).spec } : undefined;
-};
 
 test('the scripts ConfigMap is made from db/backup.sh and db/restore.sh, under a name without a hash (the one-liner names it)', (t) => {
   t.deepEqual(Object.keys(configMap.data).sort(), ['backup.sh', 'restore.sh']);

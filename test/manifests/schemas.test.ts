@@ -27,8 +27,8 @@ manifestTest('the cluster gets everything the system needs', (t) => {
   // A generated ConfigMap's name ends in a hash of its content.
   const kinds = manifests.map(({ doc }) => `${doc.kind}/${doc.metadata.name}`.replace(/^(ConfigMap\/log-output-config)-\w+$/, '$1-<hash>')).sort();
   for (const expected of [
-    'Namespace/exercises',
-    'Service/pingpong', 'Service/log-output', 'Service/image-proxy', 'ConfigMap/log-output-config-<hash>',
+    'Namespace/exercises', 'ResourceQuota/exercises-quota', 'LimitRange/container-defaults',
+    'Service/pingpong', 'Service/log-output', 'Service/image-proxy', 'ConfigMap/log-output-config-<hash>', 'DaemonSet/image-prepull',
     'StatefulSet/postgres', 'Service/postgres', 'CronJob/postgres-backup', 'PersistentVolumeClaim/postgres-backups', 'ConfigMap/postgres-backup-scripts',
     'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials',
   ]) {
@@ -88,7 +88,8 @@ manifestTest('Kubernetes kinds: a misspelt field anywhere is caught', (t) => {
   assertCaught(t, problemsAfter('db/postgres-statefulset.yaml', (doc) => (doc.spec.volumeClaimTemplates[0].spec.resources.request = {})), /volumeClaimTemplates\/0\/spec\/resources\/request: unknown field/);
   assertCaught(t, problemsAfter('db/postgres-service.yaml', (doc) => (doc.metadata.label = {})), /Service\/postgres: \/metadata\/label: unknown field/);
   assertCaught(t, problemsAfter('knative/kustomization.yaml', (doc) => (doc.date = doc.data)), /ConfigMap\/log-output-config-\w+: \/date: unknown field/);
-
+  assertCaught(t, problemsAfter('knative/image-prepull.yaml', (doc) => (doc.spec.template.spec.initContainers[0].comand = ['node'])), /DaemonSet\/image-prepull: .*initContainers\/0\/comand: unknown field/);
+  assertCaught(t, problemsAfter('knative/resource-quota.yaml', (doc) => (doc.spec.hrad = doc.spec.hard)), /ResourceQuota\/exercises-quota: \/spec\/hrad: unknown field/);
 });
 
 manifestTest('Kubernetes kinds: a wrong type is caught', (t) => {

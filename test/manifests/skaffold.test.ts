@@ -41,10 +41,11 @@ test('the default renders the top-level kustomization; dev renders knative/ and 
   t.deepEqual(kustomizePaths({ manifests: { kustomize: {} } }), ['.'], 'skaffold\'s default path');
 });
 
-manifestTest('skaffold rewrites the built image wherever it appears', (t) => {
+manifestTest('skaffold rewrites the built image wherever it appears: the Services and the DaemonSet\'s init container', (t) => {
   const rewritten = rewriteImages(manifests, { 'dev.local/functions': 'dev.local/functions:abc123' });
   const places = rewritten.flatMap((m) => imageFields(m.doc).filter((f) => f.image === 'dev.local/functions:abc123').map((f) => `${m.doc.kind}/${m.doc.metadata.name} ${f.at}`));
   t.deepEqual(places.sort(), [
+    'DaemonSet/image-prepull /spec/template/spec/initContainers/0/image',
     'Service/image-proxy /spec/template/spec/containers/0/image',
     'Service/log-output /spec/template/spec/containers/0/image',
     'Service/pingpong /spec/template/spec/containers/0/image',
@@ -85,10 +86,10 @@ manifestTest('images: built ones reach every manifest under a registry Knative d
   // Where skaffold would not put the image it built.
   const thing = { file: 'knative/thing.yaml', doc: { apiVersion: 'example.com/v1', kind: 'Thing', metadata: { name: 'thing', namespace: 'exercises' }, spec: { image: 'dev.local/functions' } } };
   assertCaught(t, problemsAfter(() => undefined, renderChanged('knative', (r) => r.push(thing))), /Thing\/thing: \/spec\/image: dev\.local\/functions would not become the image skaffold built \(skaffold rewrites images only in/);
-  const pingpong = (change: (doc: Obj) => void) => renderChanged('knative', (r) => change(r.find((m) => m.doc.metadata.name === 'pingpong')!.doc));
-  assertCaught(t, problemsAfter(() => undefined, pingpong((doc) => (doc.spec.template.spec.containers[0].image = 'dev.local/functions@sha256:0123'))), /containers\/0\/image: dev\.local\/functions@sha256:0123 would not become the image skaffold built \(skaffold leaves images pinned by digest alone\)/);
-  // A container with its own command can only run what the image has: its CMD's program.
-  assertCaught(t, problemsAfter(() => undefined, pingpong((doc) => (doc.spec.template.spec.containers[0].command = ['true']))), /Service\/pingpong: .*containers\/0\/command: runs true, but the image built from the Dockerfile is known to have only node/);
+  const daemonSet = (change: (doc: Obj) => void) => renderChanged('knative', (r) => change(r.find((m) => m.doc.kind === 'DaemonSet')!.doc));
+  assertCaught(t, problemsAfter(() => undefined, daemonSet((doc) => (doc.spec.template.spec.initContainers[0].image = 'dev.local/functions@sha256:0123'))), /initContainers\/0\/image: dev\.local\/functions@sha256:0123 would not become the image skaffold built \(skaffold leaves images pinned by digest alone\)/);
+  // The pre-pull must run something the image has: its CMD's program.
+  assertCaught(t, problemsAfter(() => undefined, daemonSet((doc) => (doc.spec.template.spec.initContainers[0].command = ['true']))), /DaemonSet\/image-prepull: .*initContainers\/0\/command: runs true, but the image built from the Dockerfile is known to have only node/);
 });
 
 manifestTest('port-forwarding goes to the ingress, never to a Knative Service\'s own Service', (t) => {
