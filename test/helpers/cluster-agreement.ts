@@ -13,7 +13,7 @@ import { containers, isKnativeService, label, podTemplates, scaleBounds, type Ma
 
 /** Read by functions-framework, not by our code. */
 const FRAMEWORK_ENV = ['FUNCTION_TARGET', 'NODE_ENV'];
-/** postgres.js reads these when it gets no URL (README, "Configuration"). */
+/** postgres.js reads these when it gets no URL (docs/configuration.md). */
 const LIBPQ_ENV = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'];
 
 /** The function a Knative Service runs: its FUNCTION_TARGET. */
