@@ -3,7 +3,7 @@
  * server would count it against the ResourceQuota after the LimitRange has filled in what a container
  * leaves out. Problems are lines as in ./manifests.ts; an empty list means everything fits.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
 import { isKnativeService, label, podTemplates, scaleBounds, type Manifest, type Obj } from './manifests';
@@ -116,20 +116,13 @@ export function worstMomentPods(manifests: Manifest[], root = projectRoot): PodS
   return pods;
 }
 
-/** The pod spec of the docs' `kubectl run postgres-restore` one-liner, and the file it is in. */
+/** Where the restore one-liner is documented. */
+export const RESTORE_DOC = 'docs/backups.md';
+
+/** The pod spec of the `kubectl run postgres-restore` one-liner in RESTORE_DOC, and its image. */
 export function restoreOneLiner(root = projectRoot): { file: string; image: string; spec: Obj } | undefined {
-  const docs = path.join(root, 'docs');
-  let names: string[] = [];
-  try {
-    names = readdirSync(docs).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`);
-  } catch {
-    // no docs/ yet
-  }
-  for (const file of ['README.md', ...names]) {
-    const found = /kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/.exec(readFileSync(path.join(root, file), 'utf8'));
-    if (found) return { file, image: found[1]!, spec: (JSON.parse(found[2]!) as Obj).spec };
-  }
-  return undefined;
+  const found = /kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/.exec(readFileSync(path.join(root, RESTORE_DOC), 'utf8'));
+  return found ? { file: RESTORE_DOC, image: found[1]!, spec: (JSON.parse(found[2]!) as Obj).spec } : undefined;
 }
 
 /** What one pod counts against the quota: per resource the larger of its biggest init container and its containers' sum. */
@@ -193,7 +186,7 @@ export function quotaProblems(manifests: Manifest[], root = projectRoot): string
   const hard: Obj = quota.doc.spec?.hard ?? {};
   const limits = containerLimits(manifests);
   const pods = worstMomentPods(manifests, root);
-  if (!pods.some((pod) => pod.what.startsWith('restore pod'))) problems.push('docs: no `kubectl -n exercises run postgres-restore` one-liner to count');
+  if (!pods.some((pod) => pod.what.startsWith('restore pod'))) problems.push(`${RESTORE_DOC}: no \`kubectl -n exercises run postgres-restore\` one-liner to count`);
 
   for (const pod of pods) {
     const where = pod.manifest ? `${label(pod.manifest)}: ${pod.at}` : `${pod.at}: ${pod.what}`;

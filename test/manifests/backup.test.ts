@@ -1,4 +1,4 @@
-/** The backup CronJob, its PVC and scripts ConfigMap, and the docs' restore one-liner agree with each other and with db/. */
+/** The backup CronJob, its PVC and scripts ConfigMap, and docs/backups.md's restore one-liner agree with each other and with db/. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
@@ -35,9 +35,9 @@ test('the CronJob runs backup.sh from that ConfigMap onto that PVC, with the sha
   t.true(pod.securityContext.runAsNonRoot && pod.securityContext.runAsUser !== 0);
 });
 
-test("the docs' restore one-liner mounts the same backups, scripts, Secret and image as the CronJob", (t) => {
+test("docs/backups.md's restore one-liner mounts the same backups, scripts, Secret and image as the CronJob", (t) => {
   const oneLiner = restoreOneLiner();
-  if (!oneLiner) return t.fail('no restore one-liner in README.md or docs/');
+  if (!oneLiner) return t.fail('no restore one-liner in docs/backups.md');
   const { spec } = oneLiner;
   const [restorer] = spec.containers;
   t.is(oneLiner.image, container.image);

@@ -11,7 +11,6 @@ const after = (file: string, change: (doc: Obj) => void) => quotaProblems(withCh
 const maxScale = (n: number) => (doc: Obj) => (doc.spec.template.metadata.annotations['autoscaling.knative.dev/max-scale'] = String(n));
 
 test('the quota holds the worst moment, with room for a restore pod, and the LimitRange admits every container', (t) => {
-  t.log(`\n${worstMomentTable(manifests)}`);
   t.deepEqual(quotaProblems(manifests), []);
   const { rows, total } = worstMoment(manifests);
   t.deepEqual(rows.map((row) => row.what).sort(), [
