@@ -3,7 +3,10 @@
  * rendered manifests: every function at max-scale during a rollout (two revisions) with Knative's
  * queue-proxy, Postgres, a backup Job, the DaemonSet's pod on each node, and a restore pod.
  */
-import { assertCaught, loadManifests, manifestTest as test, withChange, type Obj } from '../helpers/manifests';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { projectRoot } from '../../functions/shared/config';
+import { assertCaught, isKnativeService, loadManifests, manifestTest as test, withChange, type Obj } from '../helpers/manifests';
 import { admittedResources, ASSUMED_NODES, containerLimits, parseQuantity, QUEUE_PROXY, quotaProblems, worstMoment, worstMomentTable } from '../helpers/resources';
 
 const manifests = loadManifests();
@@ -61,4 +64,10 @@ test('quantities are read as Kubernetes writes them', (t) => {
   t.is(parseQuantity('1G'), 1e9);
   t.is(parseQuantity('1e3'), 1000);
   t.throws(() => parseQuantity('1 Gi'), { message: /not a Kubernetes quantity/ });
+});
+
+test('docs/resources.md shows the arithmetic these manifests make, and every function is in it', (t) => {
+  const docs = readFileSync(path.join(projectRoot, 'docs', 'resources.md'), 'utf8');
+  t.true(docs.includes(worstMomentTable(manifests)), `docs/resources.md should hold this table:\n${worstMomentTable(manifests)}`);
+  for (const service of manifests.filter((m) => isKnativeService(m.doc))) t.true(docs.includes(`Service/${service.doc.metadata.name}`));
 });
