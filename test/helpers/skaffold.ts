@@ -132,10 +132,11 @@ function beforeDeployScripts(config: Obj, root: string): string[] {
 const objectKey = ({ doc }: Manifest) => `${doc.kind}/${doc.metadata?.namespace ?? ''}/${doc.metadata?.name}`;
 
 /**
- * Problems of skaffold.yaml against `system`, the objects `kubectl apply -k` deploys (loadManifests):
- * schema, profiles, what each configuration renders (the same objects, bar what its hook makes instead),
- * what it builds and whether its images reach the manifests, what it forwards. `render` renders one
- * kustomization (renderKustomization); tests may stand in their own.
+ * Problems of skaffold.yaml against `system`, every object of the DEPLOY_DIRS (loadManifests): schema,
+ * profiles, what each configuration renders (all of `kubectl apply -k .`, bar what its hook makes instead,
+ * and nothing that is not in a DEPLOY_DIR: a profile may add one), what it builds and whether its images
+ * reach the manifests, what it forwards. `render` renders one kustomization (renderKustomization); tests
+ * may stand in their own.
  */
 export function skaffoldProblems(config: Obj, system: Manifest[], root = projectRoot, render = (dir: string) => renderKustomization(dir, root)): string[] {
   const problems: string[] = [];
@@ -153,6 +154,12 @@ export function skaffoldProblems(config: Obj, system: Manifest[], root = project
     return [...problems, `skaffold.yaml: /profiles: ${(error as Error).message}`];
   }
   const command = runtimeCommand(root);
+  let whole: Manifest[];
+  try {
+    whole = render('.');
+  } catch (error) {
+    return [...problems, `kustomization.yaml: ${(error as Error).message.split('\n')[0]}`];
+  }
   for (const { name, config: variant } of configs) {
     const where = `skaffold.yaml (${name})`;
     if (!schema()(variant)) problems.push(...(schema().errors ?? []).map((e) => `${where}: ${describeAjvError(e)}`));
@@ -171,19 +178,19 @@ export function skaffoldProblems(config: Obj, system: Manifest[], root = project
     const scripts = beforeDeployScripts(variant, root);
     const byHook = (m: Manifest) => scripts.some((script) => script.includes(m.file));
     // kubectl applies in the order given: the namespace must exist before anything is created in it.
-    const namespaces = system.filter((m) => m.doc.kind === 'Namespace' && m.doc.metadata?.name === NAMESPACE);
+    const namespaces = whole.filter((m) => m.doc.kind === 'Namespace' && m.doc.metadata?.name === NAMESPACE);
     if (rendered[0]?.doc.kind !== 'Namespace' && !namespaces.some(byHook)) {
       problems.push(`${where}: /manifests/kustomize/paths: the Namespace must come first (or be applied by a before-deploy hook), got ${rendered[0] ? `${rendered[0].doc.kind}/${rendered[0].doc.metadata?.name}` : 'nothing'}`);
     }
-    // The same objects as `kubectl apply -k`; in the dev profile the hook makes the namespace and the Secrets instead.
+    // Everything `kubectl apply -k .` deploys; in the dev profile the hook makes the namespace and the Secrets instead.
     const keys = new Set(rendered.map(objectKey));
     const systemKeys = new Set(system.map(objectKey));
-    for (const manifest of system) {
+    for (const manifest of whole) {
       const leftToHook = byHook(manifest) || (name === 'dev' && isSealedSecret(manifest.doc));
       if (!keys.has(objectKey(manifest)) && !leftToHook) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is never deployed`);
     }
     for (const manifest of rendered) {
-      if (!systemKeys.has(objectKey(manifest))) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is not what \`kubectl apply -k\` deploys`);
+      if (!systemKeys.has(objectKey(manifest))) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is in no kustomization the tests check (DEPLOY_DIRS in test/helpers/manifests.ts)`);
       // The hook makes the Secrets; a SealedSecret for another cluster's key would only fail to open beside them.
       if (name === 'dev' && isSealedSecret(manifest.doc)) problems.push(`skaffold.yaml (dev): /manifests/kustomize/paths: ${label(manifest)} must not be deployed`);
     }

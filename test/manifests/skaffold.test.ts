@@ -74,7 +74,14 @@ manifestTest('what the kustomizations deploy: an object left out, a path that do
   assertCaught(t, problemsAfter((c) => (profile(c, 'dev').patches[1].value.before[0].host.command = ['sh', 'scripts/start.ts'])), /\(dev\): \/manifests\/kustomize\/paths: the Namespace must come first/);
   assertCaught(t, problemsAfter((c) => profile(c, 'dev').patches[0].value.push('.')), /\(dev\): \/manifests\/kustomize\/paths: knative\/pixabay-apikey\.sealedsecret\.yaml SealedSecret\/pixabay-apikey must not be deployed/);
   const extra = { file: 'knative/extra.yaml', doc: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'extra', namespace: 'exercises' } } };
-  assertCaught(t, problemsAfter(() => undefined, renderChanged('knative', (r) => r.push(extra))), /\(dev\): .*ConfigMap\/extra is not what `kubectl apply -k` deploys/);
+  assertCaught(t, problemsAfter(() => undefined, renderChanged('knative', (r) => r.push(extra))), /\(dev\): .*ConfigMap\/extra is in no kustomization the tests check/);
+  // A profile may add a kustomization of its own, when the tests render it too (DEPLOY_DIRS).
+  const addOn = { file: 'monitoring/dashboard.yaml', doc: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'dashboard', namespace: 'exercises' } } };
+  const withAddOn = structuredClone(config);
+  withAddOn.profiles.push({ name: 'monitoring', patches: [{ op: 'add', path: '/manifests/kustomize/paths/-', value: 'monitoring' }] });
+  const render = (dir: string) => (dir === 'monitoring' ? [structuredClone(addOn)] : renderKustomization(dir));
+  t.deepEqual(skaffoldProblems(withAddOn, [...manifests, addOn], projectRoot, render), []);
+  assertCaught(t, skaffoldProblems(withAddOn, manifests, projectRoot, render), /\(monitoring\): .*ConfigMap\/dashboard is in no kustomization the tests check \(DEPLOY_DIRS/);
 });
 
 manifestTest('images: built ones reach every manifest under a registry Knative does not resolve; the others are pinned', (t) => {
