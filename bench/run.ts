@@ -49,7 +49,7 @@ let pixabay: Awaited<ReturnType<typeof startFakePixabay>> | undefined;
 let nextPort = 19_100;
 
 async function main(): Promise<void> {
-  if (!ONLY && !(await have('wrk'))) throw new Error('wrk is not installed: apt-get install -y wrk (see README, "Performance")');
+  if (!ONLY && !(await have('wrk'))) throw new Error('wrk is not installed: apt-get install -y wrk (see docs/performance.md)');
   // Installed from the npm registry on first use (test/helpers/image-node.ts); without it the bench fails here, saying why.
   const image = imageNode();
   const nodes: NodeBinary[] = [{ label: `Node ${process.versions.node}`, path: process.execPath }];
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     };
     const dbEnv = { DATABASE_URL: db.url };
 
-    const logOutputEnv = { ENV_FILE: path.join(projectRoot, 'scripts', 'log-output.env') };
+    const logOutputEnv = { ENV_FILE: path.join(projectRoot, 'knative', 'log-output.env') };
     const pingpongs = [await start('pingpong', dbEnv)];
     pixabay = await startFakePixabay();
     const rows: Row[] = [];

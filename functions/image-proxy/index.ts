@@ -6,7 +6,7 @@
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
 import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
 import { readImageProxyConfig } from './config';
-import { GALLERY_CSP, renderGallery } from './gallery';
+import { GALLERY_CSP, REAL_KEY_COMMAND, renderGallery } from './gallery';
 import { openImage, type UpstreamImage } from './images';
 import { BadRequest, parseImageId, readImageSize, readPage, readSearchQuery } from './params';
 import { PixabayClient, UpstreamError, type SearchResult } from './pixabay';
@@ -15,6 +15,7 @@ import { summarise } from './summary';
 const config = readImageProxyConfig(process.env);
 const pixabay = config.apiKey ? new PixabayClient(config.apiKey, config.apiUrl) : undefined;
 if (!pixabay) console.warn('image-proxy: API_KEY is not set; every route answers 503 until it is');
+if (config.demo) console.log(`image-proxy: demo images, from a stand-in for Pixabay (npm run demo); for Pixabay's photos run ${REAL_KEY_COMMAND}`);
 
 // The bytes under one id never change; a day is as long as Pixabay lets us keep what it sends.
 const IMAGE_BY_ID_CACHE = 'public, max-age=86400, immutable';
@@ -26,6 +27,8 @@ http(
   // Drained on SIGTERM so that images already streaming are not cut off; nothing else to close.
   drainOnShutdown((req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
+    // The probes' path: up means up, key or no key (without one every other route says so), and never a Pixabay call.
+    if (req.path === '/livez') return void res.type('text/plain').send('ok');
     if (!pixabay) return sendReason(res, 503, 'API_KEY is not set');
     const fail = (error: unknown) => {
       const failure = explain(pixabay, req, error);
@@ -70,11 +73,11 @@ async function sendGallery(pixabay: PixabayClient, req: Request, res: Response):
     query = readSearchQuery(req.query, config.defaultQuery);
     page = readPage(req.query);
     const result = await pixabay.search(query, page);
-    res.send(renderGallery({ query, page, totalHits: result.totalHits, images: result.hits.map(summarise) }));
+    res.send(renderGallery({ query, page, totalHits: result.totalHits, images: result.hits.map(summarise), demo: config.demo }));
   } catch (error) {
     const failure = explain(pixabay, req, error);
     if (failure.retryAfter) res.set('Retry-After', String(failure.retryAfter));
-    res.status(failure.status).send(renderGallery({ query, page, totalHits: 0, images: [], error: failure.reason }));
+    res.status(failure.status).send(renderGallery({ query, page, totalHits: 0, images: [], error: failure.reason, demo: config.demo }));
   }
 }
 

@@ -16,7 +16,9 @@ const instanceId = randomUUID();
 console.log(stampLine(new Date(), instanceId));
 const stamping = setInterval(() => console.log(stampLine(new Date(), instanceId)), 5000);
 
-const PINGPONG_DEADLINE_MS = 2000;
+const PINGPONG_DEADLINE_MS = config.pingpongTimeoutMs;
+// The start-up gate of GET /healthz: closed until pingpong has answered once, then open for good.
+let pingpongHasAnswered = false;
 
 // Page views waiting at the same moment share one request to pingpong; each still gets a count read after it arrived.
 const nextPongs = gatherWhileBusy(
@@ -29,7 +31,12 @@ http(
   'log-output',
   drainOnShutdown(async (req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
+    // Liveness asks nothing else: pingpong being down must not restart log-output.
+    if (req.path === '/livez') return void res.type('text/plain').send('ok');
     if (req.path !== '/' && req.path !== '/healthz') return sendNotFound(req, res);
+    // Ready once pingpong has answered (the course's rule), without asking it again on every probe, so that
+    // the probes do not keep pingpong from scaling to zero.
+    if (req.path === '/healthz' && pingpongHasAnswered) return void res.type('text/plain').send('ok');
     let pongs: number;
     try {
       pongs = await nextPongs();
@@ -37,6 +44,7 @@ http(
       console.error(`log-output: ${req.path}: ${(error as Error).message}`);
       return sendReason(res, 503, (error as Error).message);
     }
+    pingpongHasAnswered = true;
     if (req.path === '/healthz') return void res.type('text/plain').send('ok');
     res.type('text/plain').send(pageText(config.message, stampLine(new Date(), instanceId), pongs));
   }, async () => clearInterval(stamping)),

@@ -17,7 +17,7 @@ import { migrationsDir } from '../../functions/shared/db';
 import { startFunction, type RunningFunction } from '../helpers/functions';
 import { ImageBuilder, imageScratch, podOf, spawnAsImage, type ImageTree, type StandIns } from '../helpers/image';
 import { imageNode, type ImageNode } from '../helpers/image-node';
-import { loadManifests } from '../helpers/manifests';
+import { kubectlProblem, loadManifests } from '../helpers/manifests';
 import { fakePixabay } from '../helpers/pixabay';
 import { startTestPostgres } from '../helpers/postgres';
 import { testUnless } from '../helpers/tools';
@@ -27,18 +27,21 @@ const manifests = loadManifests();
 const scratch = imageScratch();
 
 let node: ImageNode | undefined;
-const missing = (() => {
-  if (process.getuid?.() !== 0) return { what: 'root', why: 'root, for a mount namespace and running as the image\'s user: run the tests as root (CI does)' };
+const [problem, needs] = ((): [string | undefined, string] => {
+  if (process.getuid?.() !== 0) return ["root, for a mount namespace and running as the image's user: run the tests as root (CI does)", 'root'];
   const tools = ['unshare', 'setpriv'].filter((tool) => spawnSync(tool, ['--version']).error);
-  if (tools.length) return { what: tools.join(', '), why: `${tools.join(', ')} not found: apt-get install -y util-linux` };
+  if (tools.length) return [`${tools.join(', ')} not found: apt-get install -y util-linux`, tools.join(', ')];
+  // The pods' env and volumes come from the rendered kustomizations.
+  const kubectl = kubectlProblem();
+  if (kubectl) return [kubectl, 'kubectl'];
   try {
     node = imageNode();
-    return undefined;
+    return [undefined, ''];
   } catch (error) {
-    return { what: "the image's Node", why: `the image's Node: ${(error as Error).message}` };
+    return [`the image's Node: ${(error as Error).message}`, "the image's Node"];
   }
 })();
-const rehearsal = testUnless(missing, { serial: true });
+const rehearsal = testUnless(problem, needs, { serial: true });
 const builder = node && new ImageBuilder(scratch.dir, node.path);
 
 // Building the stages runs `npm ci` twice and `npm run build`: minutes on a busy machine.

@@ -4,7 +4,7 @@ import path from 'node:path';
 import test from 'ava';
 import { readLogOutputConfig } from '../../functions/log-output/config';
 import { pageText, stampLine } from '../../functions/log-output/page';
-import { ConfigError, readHttpUrl, readInt } from '../../functions/shared/config';
+import { ConfigError, readBoolean, readHttpUrl, readInt } from '../../functions/shared/config';
 import { readDatabaseConfig } from '../../functions/shared/db';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'config-test-'));
@@ -20,6 +20,16 @@ test('readInt takes the default when unset and names the variable when malformed
   for (const bad of ['0', '101', '2.5', 'ten']) {
     const error = t.throws(() => readInt({ DB_POOL_SIZE: bad }, 'DB_POOL_SIZE', 10, 1, 100), { instanceOf: ConfigError });
     t.regex(error!.message, /^DB_POOL_SIZE must be a whole number from 1 to 100/);
+  }
+});
+
+test('readBoolean: true or false, false when unset or empty, anything else named as wrong', (t) => {
+  t.false(readBoolean({}, 'DEMO_IMAGES'));
+  t.false(readBoolean({ DEMO_IMAGES: '' }, 'DEMO_IMAGES'));
+  t.false(readBoolean({ DEMO_IMAGES: 'false' }, 'DEMO_IMAGES'));
+  t.true(readBoolean({ DEMO_IMAGES: ' TRUE ' }, 'DEMO_IMAGES'));
+  for (const bad of ['1', 'yes', 'on']) {
+    t.throws(() => readBoolean({ DEMO_IMAGES: bad }, 'DEMO_IMAGES'), { instanceOf: ConfigError, message: `DEMO_IMAGES must be true or false, got "${bad}"` });
   }
 });
 
@@ -55,6 +65,14 @@ test('a dotenv file that cannot be parsed stops start-up with the file and line'
   const file = dotenv('broken.env', 'MESSAGE=Hello\nthis is not a setting\n');
   t.throws(() => readLogOutputConfig({ ENV_FILE: file }), { instanceOf: ConfigError, message: `ENV_FILE ${file} line 2 is not KEY=VALUE: "this is not a setting"` });
   t.throws(() => readLogOutputConfig({ ENV_FILE: dir }), { instanceOf: ConfigError, message: /cannot be read/ });
+});
+
+test('the wait for pingpong is 2 s unless PINGPONG_TIMEOUT_MS says otherwise, in whole milliseconds up to a minute', (t) => {
+  t.is(readLogOutputConfig({}).pingpongTimeoutMs, 2000);
+  t.is(readLogOutputConfig({ PINGPONG_TIMEOUT_MS: '10000' }).pingpongTimeoutMs, 10_000);
+  for (const bad of ['10s', '0', '-1', '60001', '1.5']) {
+    t.throws(() => readLogOutputConfig({ PINGPONG_TIMEOUT_MS: bad }), { instanceOf: ConfigError, message: `PINGPONG_TIMEOUT_MS must be a whole number from 1 to 60000, got "${bad}"` });
+  }
 });
 
 test('the stamp line and the page have the exact course format', (t) => {
