@@ -52,6 +52,7 @@ rehearsal('every function runs from the image as built, on the image\'s Node, as
   const image = await builder!.build(dockerfile);
   t.log(`${node!.version}, uid ${image.user.uid}, workdir ${image.workdir}, ${JSON.stringify(image.env)}, command ${image.command.join(' ')}`);
   t.deepEqual(await rehearse(t, image, ['pingpong', 'log-output', 'image-proxy']), []);
+  if (image.env.NODE_COMPILE_CACHE) t.deepEqual(await compileCacheProblems(t, image), []);
 });
 
 rehearsal('a file the code needs left out of the last stage fails it, saying which', async (t) => {
@@ -133,6 +134,21 @@ async function rehearse(t: ExecutionContext, image: ImageTree, targets: string[]
     problems.push(...failures.map((line) => `${target}: said: ${line}`));
   }
   return problems;
+}
+
+/**
+ * The compile cache the image's build filled is the one a start reads, from the read-only tree: Node's own
+ * debug output (NODE_DEBUG_NATIVE=COMPILE_CACHE) says whether it accepted the entries for the framework's
+ * entry and our bundle.
+ */
+async function compileCacheProblems(t: ExecutionContext, image: ImageTree): Promise<string[]> {
+  const pod = podOf(manifests, 'image-proxy', { secrets: { 'pixabay-apikey': { API_KEY: 'unused' } }, env: { NODE_DEBUG_NATIVE: 'COMPILE_CACHE' } }, scratch.dir);
+  const fn = await startFunction(t, 'image-proxy', {}, { spawn: (_target, port) => spawnAsImage(image, node!.path, pod, port, scratch.dir) });
+  await fn.stop();
+  const tree = path.join(image.root, image.workdir);
+  return [image.command.find((arg) => arg.endsWith('main.js'))!, 'dist/functions.cjs']
+    .filter((file) => !fn.output().includes(`cache for ${path.join(tree, file)} was accepted`))
+    .map((file) => `the compile cache in ${image.env.NODE_COMPILE_CACHE} was not used for ${file}; Node said:\n${fn.output().split('\n').filter((line) => line.includes('[compile cache]')).slice(0, 8).join('\n')}`);
 }
 
 type Say = (problem: string) => void;

@@ -92,6 +92,19 @@ export function dockerfileProblems(text: string, manifests: Manifest[], root = p
   if (!deps || !runs(stageNamed(deps), /\bnpm ci\b.*--omit=dev/)) report('the runtime stage must COPY node_modules from a stage that runs `npm ci --omit=dev`');
   if (runs(stageNamed(deps ?? ''), /--ignore-scripts/)) problems.push(...installScriptProblems(root));
 
+  // A compile cache is worth something only filled from the files as they ship, as the user who runs them
+  // (Node keeps one per user id), for every function.
+  if (all('ENV').some((i) => /\bNODE_COMPILE_CACHE=/.test(i.args))) {
+    const at = (instruction: Instruction | undefined) => (instruction ? runtime.instructions.indexOf(instruction) : -1);
+    const after = Math.max(...all('COPY').map(at), at(all('USER').at(-1)));
+    const fill = all('RUN').find((i) => at(i) > after && i.args.includes(relative(frameworkMain)) && i.args.includes(`--source=${relative(functionsEntry)}`));
+    if (!fill) report(`NODE_COMPILE_CACHE is set, but no RUN after the last COPY and USER starts ${relative(frameworkMain)} --source=${relative(functionsEntry)} to fill it`);
+    const targets = manifests.filter((m) => isKnativeService(m.doc)).map((m) => envValue(m.doc, 'FUNCTION_TARGET'));
+    for (const target of targets.filter((name): name is string => !!name)) {
+      if (fill && !new RegExp(`(^|[\\s=])${target}([\\s;]|$)`).test(fill.args)) report(`the RUN that fills the compile cache does not start ${target}`);
+    }
+  }
+
   const exposed = all('EXPOSE').map((i) => Number(i.args.split('/')[0]));
   for (const { file, doc } of manifests.filter((m) => isKnativeService(m.doc))) {
     const port = doc.spec?.template?.spec?.containers?.[0]?.ports?.[0]?.containerPort;
@@ -134,4 +147,9 @@ export function runtimeImportProblems(root = projectRoot): string[] {
     if (!production.has(name)) problems.push(`${relative(functionsEntry)}: requires ${name}, which is not a production dependency`);
   }
   return problems;
+}
+
+function envValue(service: Obj, name: string): string | undefined {
+  const env = (service.spec?.template?.spec?.containers?.[0]?.env ?? []) as Obj[];
+  return env.find((variable) => variable.name === name)?.value as string | undefined;
 }

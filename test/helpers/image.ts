@@ -127,7 +127,10 @@ export class ImageBuilder {
   }
 
   private async runInstruction(image: ImageTree, args: string, where: string): Promise<void> {
-    const argv = args.startsWith('[') ? parseExecForm(args, where) : ['sh', '-c', args];
+    const command = args.startsWith('[') ? parseExecForm(args, where) : ['sh', '-c', args];
+    // As the stage's USER at that point, as Docker runs it.
+    const { uid, gid } = image.user;
+    const argv = uid === 0 ? command : ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', ...command];
     // What the base image's shell would have: its Node and npm first on PATH, the stage's ENV; nothing of
     // the npm that runs these tests (its npm_* variables would steer an `npm ci` in the stage).
     const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_|^NODE$|^INIT_CWD$/i.test(name)));

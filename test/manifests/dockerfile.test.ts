@@ -53,8 +53,8 @@ test('--ignore-scripts is safe: no production dependency has an install script',
 test('the command: node itself, exec form, the local runner\'s framework entry and package.json main', (t) => {
   assertCaught(t, problemsAfter(/^CMD .*$/m, 'CMD ["npm", "start"]'), /CMD must start node directly/);
   assertCaught(t, problemsAfter(/^CMD .*$/m, 'CMD node node_modules/@google-cloud/functions-framework/build/src/main.js'), /CMD must use the exec form/);
-  assertCaught(t, problemsAfter('build/src/main.js', 'build/src/index.js'), /must run node_modules\/@google-cloud\/functions-framework\/build\/src\/main\.js/);
-  assertCaught(t, problemsAfter('--source=dist/functions.cjs', '--source=dist/index.js'), /must pass --source=dist\/functions\.cjs/);
+  assertCaught(t, problemsAfter(/^(CMD .*)build\/src\/main\.js/m, '$1build/src/index.js'), /must run node_modules\/@google-cloud\/functions-framework\/build\/src\/main\.js/);
+  assertCaught(t, problemsAfter(/^(CMD .*)--source=dist\/functions\.cjs/m, '$1--source=dist/index.js'), /must pass --source=dist\/functions\.cjs/);
   assertCaught(t, problemsAfter(/^CMD \["node", /m, 'CMD ["node", "-r", "ts-node/register", '), /no ts-node at run time/);
 });
 
@@ -66,6 +66,13 @@ test('the runtime stage: a numeric non-root user, NODE_ENV, the files the code n
   assertCaught(t, problemsAfter('COPY package.json ./\n', ''), /must COPY package\.json: the code finds the project root by it/);
   assertCaught(t, problemsAfter('--from=production-deps /app/node_modules', '--from=build /app/node_modules'), /COPY node_modules from a stage that runs `npm ci --omit=dev`/);
   assertCaught(t, problemsAfter('RUN npm run build', 'RUN npx tsc'), /COPY dist\/ from a stage that runs `npm run build`/);
+});
+
+test('the compile cache: filled after the last COPY, as the runtime user, by starting every function', (t) => {
+  assertCaught(t, problemsAfter('for target in pingpong log-output image-proxy', 'for target in pingpong log-output'), /the RUN that fills the compile cache does not start image-proxy/);
+  const userLast = dockerfile.replace('USER 1000:1000\n', '').replace('EXPOSE 8080', 'USER 1000:1000\nEXPOSE 8080');
+  assertCaught(t, dockerfileProblems(userLast, manifests), /no RUN after the last COPY and USER starts/);
+  assertCaught(t, problemsAfter('--source=dist/functions.cjs > /dev/null', '--source=dist/index.js > /dev/null'), /no RUN after the last COPY and USER starts/);
 });
 
 test('stages: more than one, base images pinned, and the port the manifests declare', (t) => {
