@@ -9,7 +9,6 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
-import { parseDockerfile } from './dockerfile';
 
 export interface ImageNode {
   /** The `node` binary. */
@@ -19,9 +18,13 @@ export interface ImageNode {
   major: number;
 }
 
-/** The Node major the image runs: its last stage's base image must be `node:<major>...`. */
+/**
+ * The Node major the image runs: its last stage's base image must be `node:<major>...`. (The last FROM
+ * found here rather than by ./dockerfile's parser, which loads ava with the manifest checks: the bench,
+ * which runs outside ava, uses this too.)
+ */
 export function imageNodeMajor(dockerfile = readFileSync(path.join(projectRoot, 'Dockerfile'), 'utf8')): number {
-  const image = parseDockerfile(dockerfile).at(-1)?.image ?? '';
+  const image = [...dockerfile.matchAll(/^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)/gim)].at(-1)?.[1] ?? '';
   const major = /^(?:docker\.io\/)?(?:library\/)?node:(\d+)\b/.exec(image)?.[1];
   if (!major) throw new Error(`the Dockerfile's last stage is FROM ${image || 'nothing'}, not node:<major>: cannot tell which Node the image runs`);
   return Number(major);
