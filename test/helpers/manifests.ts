@@ -7,6 +7,7 @@
  * Every check returns problems, one line each (`file Kind/name: /json/pointer: what is wrong`); an
  * empty list means it passes. Tests break the manifests on purpose and expect a matching line.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -56,13 +57,40 @@ export function manifestFiles(root = projectRoot): string[] {
 
 /** YAML 1.1 like kubectl's parser, so `value: yes` is a boolean here too; empty documents are skipped. */
 export function readYamlDocuments(file: string): Obj[] {
-  return parseAllDocuments(readFileSync(file, 'utf8'), { version: '1.1' })
+  return parseYamlDocuments(readFileSync(file, 'utf8'), file);
+}
+
+/** The documents of `text` as `readYamlDocuments` reads a file's; errors name `source`. */
+export function parseYamlDocuments(text: string, source: string): Obj[] {
+  return parseAllDocuments(text, { version: '1.1' })
     .map((doc) => {
       const [error] = doc.errors;
-      if (error) throw new Error(`${file}: ${error.message}`);
+      if (error) throw new Error(`${source}: ${error.message}`);
       return doc.toJS() as Obj | null;
     })
     .filter((doc): doc is Obj => doc !== null);
+}
+
+/**
+ * The objects a kustomization renders, as `kubectl apply -k <dir>` would apply them; `file` is `<dir>/`.
+ * Needs kubectl with kustomize 5 (see `kustomizeProblem`).
+ */
+export function renderKustomization(dir: string, root = projectRoot): Manifest[] {
+  const rendered = spawnSync('kubectl', ['kustomize', path.join(root, dir)], { encoding: 'utf8' });
+  if (rendered.error || rendered.status !== 0) throw new Error(`kubectl kustomize ${dir}: ${rendered.error?.message ?? rendered.stderr.trim()}`);
+  return parseYamlDocuments(rendered.stdout, `kubectl kustomize ${dir}`).map((doc) => ({ file: `${dir}/`, doc }));
+}
+
+/**
+ * Why this machine's kubectl cannot render our kustomizations, or undefined when it can: it needs the
+ * kustomize 5 that kubectl 1.27 and later bundle (Debian's kubernetes-client 1.20 has kustomize 2).
+ */
+export function kustomizeProblem(): string | undefined {
+  const version = spawnSync('kubectl', ['version', '--client', '--output=json'], { encoding: 'utf8' });
+  if (version.error) return 'kubectl not found';
+  const kustomize = (JSON.parse(version.stdout || '{}') as { kustomizeVersion?: string }).kustomizeVersion;
+  const major = Number(/^v?(\d+)\./.exec(kustomize ?? '')?.[1] ?? 0);
+  return major >= 5 ? undefined : `kubectl bundles kustomize ${kustomize ?? '(none, or too old to say)'}; kustomize 5 (kubectl 1.27 or later) is needed`;
 }
 
 /** `file Kind/name`, the prefix of every problem about this manifest. */
@@ -126,8 +154,7 @@ export function schemaProblems(manifest: Manifest): string[] {
   const kind = `${doc.apiVersion}/${doc.kind}`;
   let problems: string[];
   if (kubernetesModels[kind]) problems = modelProblems(kubernetesModels[kind], doc);
-  else if (isKnativeService(doc)) problems = (knativeServiceProblems ??= crdValidator('knative-serving-service-crd.yaml'))(doc);
-  else if (isSealedSecret(doc)) problems = (sealedSecretProblems ??= crdValidator('sealedsecret-crd.yaml'))(doc);
+  else if (CRD_SCHEMAS[kind]) problems = customResourceProblems(kind, doc);
   else problems = [`/: no schema for ${kind}: add one to test/helpers/manifests.ts before using this kind`];
   if (!doc.metadata?.name) problems.push('/metadata/name: missing');
   return problems.map((problem) => `${label(manifest)}: ${problem}`);
@@ -232,13 +259,23 @@ export function closeSchema(schema: unknown): unknown {
 export function newAjv(): Ajv {
   // Not strict: the schemas carry editor and Kubernetes keywords (x-kubernetes-*, x-intellij-*) that
   // only matter to other tools.
-  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
+  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true, code: { regExp: goRegExp } });
   ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && Math.abs(n) < 2 ** 31 });
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
   ajv.addFormat('byte', /^[A-Za-z0-9+/]*={0,2}$/);
   ajv.addFormat('date-time', true);
   return ajv;
 }
+
+/**
+ * CRD patterns are Go (RE2) regular expressions. prometheus-operator's start with `(?i)`, case-insensitive,
+ * which JavaScript spells as a flag.
+ */
+function goRegExp(pattern: string, flags: string): RegExp {
+  const caseInsensitive = /^\^?\(\?i\)/.test(pattern);
+  return new RegExp(caseInsensitive ? pattern.replace('(?i)', '') : pattern, caseInsensitive ? `${flags}i` : flags);
+}
+goRegExp.code = 'new RegExp';
 
 /**
  * A custom resource's problems against the first served version of the CRD in `file` (under test/schemas):
@@ -255,8 +292,19 @@ export function crdValidator(file: string): (doc: Obj) => string[] {
   return (doc) => [...(validate(doc) ? [] : (validate.errors ?? []).map(describeAjvError)), ...metadataProblems(doc)];
 }
 
-let knativeServiceProblems: ((doc: Obj) => string[]) | undefined;
-let sealedSecretProblems: ((doc: Obj) => string[]) | undefined;
+/** The custom resources we deploy, each with its CRD under test/schemas. */
+const CRD_SCHEMAS: Record<string, string> = {
+  'serving.knative.dev/v1/Service': 'knative-serving-service-crd.yaml',
+  'bitnami.com/v1alpha1/SealedSecret': 'sealedsecret-crd.yaml',
+  'monitoring.coreos.com/v1/PodMonitor': 'prometheus-operator-podmonitors-crd.yaml',
+  'monitoring.coreos.com/v1/PrometheusRule': 'prometheus-operator-prometheusrules-crd.yaml',
+};
+const crdValidators = new Map<string, (doc: Obj) => string[]>();
+
+function customResourceProblems(kind: string, doc: Obj): string[] {
+  if (!crdValidators.has(kind)) crdValidators.set(kind, crdValidator(CRD_SCHEMAS[kind]!));
+  return crdValidators.get(kind)!(doc);
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Knative's admission rules that its CRD schema does not express

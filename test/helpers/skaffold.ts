@@ -122,6 +122,9 @@ export function skaffoldProblems(config: Obj, manifests: Manifest[], root = proj
 
     const { files, unmatched } = rawYamlFiles(variant, root);
     unmatched.forEach((pattern) => problems.push(`${where}: /manifests/rawYaml: ${pattern} matches no file`));
+    ((variant.manifests?.kustomize?.paths ?? []) as string[]).forEach((dir, i) => {
+      if (!existsSync(path.join(root, dir, 'kustomization.yaml'))) problems.push(`${where}: /manifests/kustomize/paths/${i}: no ${dir}/kustomization.yaml`);
+    });
     const byHook = new Set(allFiles.filter((file) => beforeDeployScripts(variant, root).some((script) => script.includes(file))));
     // kubectl applies in the order given: the namespace must exist before anything is created in it.
     const namespaceFirst = files.length > 0 && namespaceFiles.has(files[0]!);

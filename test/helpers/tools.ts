@@ -5,18 +5,19 @@ import test, { type ExecutionContext } from 'ava';
 type Implementation = (t: ExecutionContext) => Promise<void> | void;
 
 /**
- * `test` (or `test.serial`), when every tool in `tools` runs; otherwise a stand-in that reports each test
- * as skipped (or failed under CI).
+ * `test` (or `test.serial`), when every tool in `tools` runs (and `check`, if given, finds nothing wrong
+ * with them, such as an old version); otherwise a stand-in that reports each test as skipped (or failed under CI).
  */
 export function testNeeding(
   tools: string[],
   howToInstall: string,
-  { serial = false } = {},
+  { serial = false, check }: { serial?: boolean; check?: () => string | undefined } = {},
 ): (title: string, implementation: Implementation) => void {
   const missing = tools.filter((tool) => spawnSync(tool, ['--version']).error);
-  if (missing.length === 0) return serial ? test.serial : test;
-  const why = `${missing.join(', ')} not found: ${howToInstall}`;
+  const problem = missing.length ? `${missing.join(', ')} not found` : check?.();
+  if (!problem) return serial ? test.serial : test;
+  const why = `${problem}: ${howToInstall}`;
   if (process.env.CI === 'true') return (title) => test(title, (t) => t.fail(why));
   console.warn(`SKIPPING tests that need ${why}`);
-  return (title, implementation) => test.skip(`${title} (needs ${missing.join(', ')})`, implementation);
+  return (title, implementation) => test.skip(`${title} (needs ${missing.length ? missing.join(', ') : tools.join(', ')})`, implementation);
 }

@@ -23,7 +23,18 @@ const profile = (copy: Obj, name: string) => (copy.profiles as Obj[]).find((p) =
 
 test('skaffold.yaml validates against skaffold\'s schema and agrees with the manifests, with each profile applied', (t) => {
   t.deepEqual(skaffoldProblems(config, manifests), []);
-  t.deepEqual(variants(config).map((v) => v.name), ['default', 'dev', 'registry']);
+  t.deepEqual(variants(config).map((v) => v.name), ['default', 'dev', 'registry', 'monitoring']);
+});
+
+test('monitoring/ is deployed by the monitoring profile only, which no command turns on: the rest needs no prometheus-operator CRDs', (t) => {
+  for (const { name, config: variant } of variants(config)) {
+    const kustomizations = variant.manifests?.kustomize?.paths ?? [];
+    t.deepEqual(kustomizations, name === 'monitoring' ? ['monitoring'] : [], `${name} deploys ${kustomizations.join(', ') || 'no kustomization'}`);
+    const kinds = manifests.filter((m) => rawYamlFiles(variant).files.includes(m.file)).map((m) => String(m.doc.apiVersion));
+    t.false(kinds.some((apiVersion) => apiVersion.startsWith('monitoring.coreos.com/')), `${name} deploys a prometheus-operator kind by rawYaml`);
+  }
+  t.is(profile(config, 'monitoring').activation, undefined);
+  assertCaught(t, problemsAfter((c) => (profile(c, 'monitoring').patches[0].value.paths = ['monitor'])), /\(monitoring\): \/manifests\/kustomize\/paths\/0: no monitor\/kustomization\.yaml/);
 });
 
 test('the default deploys the namespace first, then every manifest; dev leaves the namespace and Secrets to its hook', (t) => {
