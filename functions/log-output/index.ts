@@ -3,8 +3,9 @@
  * configured message, the timestamp line and pingpong's count, fetched over HTTP.
  */
 import { http } from '@google-cloud/functions-framework';
+import { Counter } from 'prom-client';
 import { v4 as uuidv4 } from 'uuid';
-import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
+import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
 import { gatherWhileBusy } from '../shared/waiting';
 import { readLogOutputConfig } from './config';
 import { pageText, stampLine } from './page';
@@ -17,20 +18,40 @@ const stamping = setInterval(() => console.log(stampLine(new Date(), instanceId)
 
 const PINGPONG_DEADLINE_MS = 2000;
 
-/** Pingpong's count, or an error whose message says what went wrong, in one line that names pingpong. */
+const PINGPONG_FAILURE_REASONS = ['timeout', 'unreachable', 'bad_status', 'bad_body'] as const;
+type PingpongFailureReason = (typeof PINGPONG_FAILURE_REASONS)[number];
+
+/** Pingpong failed us; the message says how, in one line that names pingpong. */
+class PingpongFailure extends Error {
+  constructor(
+    readonly reason: PingpongFailureReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const pingpongFailures = new Counter({
+  name: 'log_output_pingpong_failures_total',
+  help: 'Requests answered 503 because pingpong failed them, by reason',
+  labelNames: ['reason'],
+});
+for (const reason of PINGPONG_FAILURE_REASONS) pingpongFailures.inc({ reason }, 0);
+
+/** Pingpong's count, or a `PingpongFailure`. */
 async function fetchPongs(): Promise<number> {
   let response: Response;
   try {
     response = await fetch(`${config.pingpongUrl}/pongs`, { signal: AbortSignal.timeout(PINGPONG_DEADLINE_MS) });
   } catch (error) {
-    const timedOut = (error as Error).name === 'TimeoutError';
+    if ((error as Error).name === 'TimeoutError') throw new PingpongFailure('timeout', `pingpong did not answer within ${PINGPONG_DEADLINE_MS} ms`);
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? 'no connection';
-    throw new Error(timedOut ? `pingpong did not answer within ${PINGPONG_DEADLINE_MS} ms` : `pingpong is unreachable (${cause})`);
+    throw new PingpongFailure('unreachable', `pingpong is unreachable (${cause})`);
   }
-  if (!response.ok) throw new Error(`pingpong answered ${response.status}`);
+  if (!response.ok) throw new PingpongFailure('bad_status', `pingpong answered ${response.status}`);
   const body: unknown = await response.json().catch(() => undefined);
   const pongs = (body as { pongs?: unknown } | undefined)?.pongs;
-  if (!Number.isSafeInteger(pongs) || (pongs as number) < 0) throw new Error('pingpong answered something that is not {"pongs": N}');
+  if (!Number.isSafeInteger(pongs) || (pongs as number) < 0) throw new PingpongFailure('bad_body', 'pingpong answered something that is not {"pongs": N}');
   return pongs as number;
 }
 
@@ -39,7 +60,7 @@ const nextPongs = gatherWhileBusy(async (k) => Array<number>(k).fill(await fetch
 
 http(
   'log-output',
-  drainOnShutdown(async (req, res) => {
+  managed(async (req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
     if (req.path !== '/' && req.path !== '/healthz') return sendNotFound(req, res);
     let pongs: number;
@@ -47,9 +68,11 @@ http(
       pongs = await nextPongs();
     } catch (error) {
       console.error(`log-output: ${req.path}: ${(error as Error).message}`);
+      // Else the batch's deadline (TimeoutError), the same as fetch's, fired first: pingpong did not answer in time.
+      pingpongFailures.inc({ reason: error instanceof PingpongFailure ? error.reason : 'timeout' });
       return sendReason(res, 503, (error as Error).message);
     }
     if (req.path === '/healthz') return void res.type('text/plain').send('ok');
     res.type('text/plain').send(pageText(config.message, stampLine(new Date(), instanceId), pongs));
-  }, async () => clearInterval(stamping)),
+  }, { routes: ['/', '/healthz'], close: async () => clearInterval(stamping) }),
 );
