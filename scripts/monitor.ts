@@ -19,8 +19,8 @@ async function main(): Promise<void> {
   }
   const config = writePrometheusConfig(dir, [job], '5s');
   const prometheus = await startPrometheus(config, path.join(dir, 'data'), port).catch((error: Error) => {
-    const taken = /address already in use/.test(error.message) ? ` (port ${port} is taken: set PROMETHEUS_PORT to another)` : '';
-    throw new Error(`${error.message.split('\n')[0]}${taken}`, { cause: error });
+    if (!/address already in use/.test(error.message)) throw error;
+    throw new Error(`port ${port} is taken (by another Prometheus?): set PROMETHEUS_PORT to a free one`);
   });
   let stopping = false;
   prometheus.child.stderr?.on('data', (chunk: string) => process.stderr.write(chunk)); // its warnings and errors
