@@ -154,7 +154,7 @@ export function schemaProblems(manifest: Manifest): string[] {
   const kind = `${doc.apiVersion}/${doc.kind}`;
   let problems: string[];
   if (kubernetesModels[kind]) problems = modelProblems(kubernetesModels[kind], doc);
-  else if (CRD_SCHEMAS[kind]) problems = customResourceProblems(kind, doc);
+  else if (CRD_SCHEMAS.has(kind)) problems = customResourceProblems(kind, doc);
   else problems = [`/: no schema for ${kind}: add one to test/helpers/manifests.ts before using this kind`];
   if (!doc.metadata?.name) problems.push('/metadata/name: missing');
   return problems.map((problem) => `${label(manifest)}: ${problem}`);
@@ -293,16 +293,16 @@ export function crdValidator(file: string): (doc: Obj) => string[] {
 }
 
 /** The custom resources we deploy, each with its CRD under test/schemas. */
-const CRD_SCHEMAS: Record<string, string> = {
-  'serving.knative.dev/v1/Service': 'knative-serving-service-crd.yaml',
-  'bitnami.com/v1alpha1/SealedSecret': 'sealedsecret-crd.yaml',
-  'monitoring.coreos.com/v1/PodMonitor': 'prometheus-operator-podmonitors-crd.yaml',
-  'monitoring.coreos.com/v1/PrometheusRule': 'prometheus-operator-prometheusrules-crd.yaml',
-};
+const CRD_SCHEMAS = new Map([
+  ['serving.knative.dev/v1/Service', 'knative-serving-service-crd.yaml'],
+  ['bitnami.com/v1alpha1/SealedSecret', 'sealedsecret-crd.yaml'],
+  ['monitoring.coreos.com/v1/PodMonitor', 'prometheus-operator-podmonitors-crd.yaml'],
+  ['monitoring.coreos.com/v1/PrometheusRule', 'prometheus-operator-prometheusrules-crd.yaml'],
+]);
 const crdValidators = new Map<string, (doc: Obj) => string[]>();
 
 function customResourceProblems(kind: string, doc: Obj): string[] {
-  if (!crdValidators.has(kind)) crdValidators.set(kind, crdValidator(CRD_SCHEMAS[kind]!));
+  if (!crdValidators.has(kind)) crdValidators.set(kind, crdValidator(CRD_SCHEMAS.get(kind)!));
   return crdValidators.get(kind)!(doc);
 }
 
