@@ -73,7 +73,7 @@ export function parseYamlDocuments(text: string, source: string): Obj[] {
 
 /**
  * The objects a kustomization renders, as `kubectl apply -k <dir>` would apply them; `file` is `<dir>/`.
- * Needs kubectl with kustomize 5 (see `kustomizeProblem`).
+ * Needs kubectl with kustomize 5 (see `kubectlProblem`).
  */
 export function renderKustomization(dir: string, root = projectRoot): Manifest[] {
   const rendered = spawnSync('kubectl', ['kustomize', path.join(root, dir)], { encoding: 'utf8' });
@@ -85,7 +85,7 @@ export function renderKustomization(dir: string, root = projectRoot): Manifest[]
  * Why this machine's kubectl cannot render our kustomizations, or undefined when it can: it needs the
  * kustomize 5 that kubectl 1.27 and later bundle (Debian's kubernetes-client 1.20 has kustomize 2).
  */
-export function kustomizeProblem(): string | undefined {
+export function kubectlProblem(): string | undefined {
   const version = spawnSync('kubectl', ['version', '--client', '--output=json'], { encoding: 'utf8' });
   if (version.error) return 'kubectl not found';
   const kustomize = (JSON.parse(version.stdout || '{}') as { kustomizeVersion?: string }).kustomizeVersion;

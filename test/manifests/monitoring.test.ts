@@ -11,13 +11,13 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { parse, stringify } from 'yaml';
 import { alertRulesText, RULES_FILE_NAME } from '../../scripts/prometheus';
-import { assertCaught, isKnativeService, kustomizeProblem, loadManifests, referenceProblems, renderKustomization, schemaProblems, type Manifest, type Obj } from '../helpers/manifests';
+import { assertCaught, isKnativeService, kubectlProblem, loadManifests, referenceProblems, renderKustomization, schemaProblems, type Manifest, type Obj } from '../helpers/manifests';
 import { alertRules, dashboard, dashboardQueries, DASHBOARD_FILE, podMonitorProblems, RULE_TESTS_FILE, ruleTests } from '../helpers/monitoring';
 import { testNeeding } from '../helpers/tools';
 
 const manifests = loadManifests();
 const knativeServices = manifests.filter((m) => isKnativeService(m.doc)).map((m) => String(m.doc.metadata.name));
-const withKustomize = testNeeding(['kubectl'], 'kubectl 1.27 or later, which bundles kustomize 5 (https://kubernetes.io/docs/tasks/tools/)', { check: kustomizeProblem });
+const withKustomize = testNeeding(['kubectl'], 'kubectl 1.27 or later, which bundles kustomize 5 (https://kubernetes.io/docs/tasks/tools/)', { check: kubectlProblem });
 const withPromtool = testNeeding(['promtool'], 'apt-get install prometheus (it brings promtool)');
 
 let rendered: Manifest[] | undefined;
