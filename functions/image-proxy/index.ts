@@ -4,8 +4,8 @@
  * `GET /images/:id` one image's bytes, `GET /image` the first hit's preview (the course's app).
  */
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
-import { Gauge } from 'prom-client';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { Gauge } from '../shared/metrics';
 import { readImageProxyConfig } from './config';
 import { GALLERY_CSP, renderGallery } from './gallery';
 import { openImage, type UpstreamImage } from './images';
