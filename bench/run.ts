@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: the system's throughput, latency, cold start, memory and the CPU a metrics scrape costs, each beside the ceilings
- * measured in the same run (the framework's "hello", bare node:http, the database itself, and a naive
- * peer), so the targets are ratios that mean something on a noisy shared machine. Not a test.
+ * `npm run bench`: the system's throughput, latency, cold start, memory and the CPU a metrics scrape
+ * costs, each beside the ceilings measured in the same run (the framework's "hello", bare node:http, the
+ * database itself, and a naive peer), so the targets are ratios that mean something on a noisy shared
+ * machine. Not a test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
