@@ -44,7 +44,7 @@ let pixabay: Awaited<ReturnType<typeof startFakePixabay>> | undefined;
 let nextPort = 19_100;
 
 async function main(): Promise<void> {
-  if (!(await have('wrk'))) throw new Error('wrk is not installed: apt-get install -y wrk (see README, "Performance")');
+  if (!(await have('wrk'))) throw new Error('wrk is not installed: apt-get install -y wrk (see docs/performance.md)');
 
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'bench-pg-'));
   chmodSync(dataDir, 0o755); // as root the server runs as the postgres user
