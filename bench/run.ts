@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: the system's throughput, latency, cold start and memory, each beside the ceilings
- * measured in the same run (the framework's "hello", bare node:http, the database itself, and a naive
- * peer), so the targets are ratios that mean something on a noisy shared machine. Not a test.
+ * `npm run bench`: the system's throughput, latency, cold start, memory and the CPU a metrics scrape
+ * costs, each beside the ceilings measured in the same run (the framework's "hello", bare node:http, the
+ * database itself, and a naive peer), so the targets are ratios that mean something on a noisy shared
+ * machine. Not a test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ const SECONDS = readInt(process.env, 'BENCH_SECONDS', 5, 1, 120);
 const COLD_START_TRIALS = readInt(process.env, 'BENCH_COLD_STARTS', 5, 1, 50);
 // The machine is shared and noisy: every run is repeated, interleaved with the others, and the median kept.
 const ROUNDS = readInt(process.env, 'BENCH_ROUNDS', 3, 1, 20);
+const SCRAPES = readInt(process.env, 'BENCH_SCRAPES', 200, 10, 10_000);
 const CONNECTIONS = [1, 32, 128];
 const INCREMENT = 'update pings set n = n + 1 returning n';
 
@@ -42,7 +44,7 @@ let pixabay: Awaited<ReturnType<typeof startFakePixabay>> | undefined;
 let nextPort = 19_100;
 
 async function main(): Promise<void> {
-  if (!(await have('wrk'))) throw new Error('wrk is not installed: apt-get install -y wrk (see README, "Performance")');
+  if (!(await have('wrk'))) throw new Error('wrk is not installed: apt-get install -y wrk (see docs/performance.md)');
 
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'bench-pg-'));
   chmodSync(dataDir, 0o755); // as root the server runs as the postgres user
@@ -70,6 +72,9 @@ async function main(): Promise<void> {
     const logOutput = await start('log-output', { PINGPONG_URL: pingpongs[0]!.url, ENV_FILE: path.join(projectRoot, 'scripts', 'log-output.env') });
     pixabay = await startFakePixabay();
     const imageProxy = await start('image-proxy', pixabay.env);
+    const functions = [...pingpongs, logOutput, imageProxy];
+    // As Prometheus would: the first scrape starts the process metrics, which then count in memory and CPU.
+    for (const server of functions) await fetch(`${server.url}/metrics`);
     const idleRssMb = Object.fromEntries(servers.map((server) => [server.name, rssMb(server.child.pid!)]));
 
     const rows: Row[] = [];
@@ -130,6 +135,10 @@ async function main(): Promise<void> {
         `${pixabay!.calls.api - upstreamBefore} upstream requests for ${result.requests} answers`);
     }
 
+    console.error(`Scrapes: ${SCRAPES} GET /metrics one after another, after the load above.`);
+    const scrapes: Record<string, ScrapeCost> = {};
+    for (const server of [pingpongs[0]!, logOutput, imageProxy]) scrapes[server.name] = await scrapeCost(server);
+
     console.error('Cold starts: spawn to first 200 on /healthz.');
     const coldStarts: Record<string, number> = {};
     const coldTargets: [string, NodeJS.ProcessEnv, string?][] = [
@@ -141,9 +150,9 @@ async function main(): Promise<void> {
     for (const [name, env, source] of coldTargets) coldStarts[name] = await coldStart(name, env, source);
 
     const peakRssMb = Object.fromEntries(servers.map((server) => [server.name, server.peakRssMb]));
-    const report = summarise(medianRounds(rows), coldStarts, idleRssMb, peakRssMb);
+    const report = summarise(medianRounds(rows), coldStarts, idleRssMb, peakRssMb, scrapes);
     console.log(report.text);
-    writeFileSync(path.join(projectRoot, 'bench', 'results.json'), JSON.stringify({ machine: machine(), seconds: SECONDS, rows: medianRounds(rows), allRounds: rows, coldStartsMs: coldStarts, idleRssMb, peakRssMb, targets: report.targets }, null, 2) + '\n');
+    writeFileSync(path.join(projectRoot, 'bench', 'results.json'), JSON.stringify({ machine: machine(), seconds: SECONDS, rows: medianRounds(rows), allRounds: rows, coldStartsMs: coldStarts, idleRssMb, peakRssMb, scrapes, targets: report.targets }, null, 2) + '\n');
     console.error('Wrote bench/results.json');
   } finally {
     for (const server of servers) server.child.kill('SIGKILL');
@@ -207,6 +216,32 @@ async function coldStart(target: string, env: NodeJS.ProcessEnv, source?: string
   const median = times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
   console.error(`  ${target}: ${Math.round(median)} ms`);
   return median;
+}
+
+interface ScrapeCost {
+  /** CPU time the function's process spent per scrape (user + system). */
+  cpuUsPerScrape: number;
+  /** Wall time of one scrape, the median. */
+  p50Ms: number;
+  bytes: number;
+  samples: number;
+}
+
+/** `SCRAPES` scrapes of the function, one after another: its CPU time over them, divided by their number. */
+async function scrapeCost(server: Server): Promise<ScrapeCost> {
+  const cpuBefore = cpuMs(server.child.pid!);
+  const times: number[] = [];
+  let text = '';
+  for (let i = 0; i < SCRAPES; i++) {
+    const started = performance.now();
+    text = await (await fetch(`${server.url}/metrics`)).text();
+    times.push(performance.now() - started);
+  }
+  const cpuUsPerScrape = ((cpuMs(server.child.pid!) - cpuBefore) * 1000) / SCRAPES;
+  const samples = text.split('\n').filter((line) => line && !line.startsWith('#')).length;
+  const cost = { cpuUsPerScrape, p50Ms: times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!, bytes: Buffer.byteLength(text), samples };
+  console.error(`  ${server.name}: ${Math.round(cpuUsPerScrape)} µs CPU per scrape, ${cost.bytes} bytes, ${samples} samples`);
+  return cost;
 }
 
 /** User + system CPU time of a process so far, in ms (from /proc, in clock ticks of 10 ms). */
@@ -288,7 +323,7 @@ interface Target {
   met: boolean;
 }
 
-function summarise(rows: Row[], coldStarts: Record<string, number>, idleRssMb: Record<string, number>, peakRssMb: Record<string, number>) {
+function summarise(rows: Row[], coldStarts: Record<string, number>, idleRssMb: Record<string, number>, peakRssMb: Record<string, number>, scrapes: Record<string, ScrapeCost>) {
   const rps = (name: string, connections: number, processes = 1) =>
     rows.find((r) => r.name === name && r.connections === connections && r.processes === processes)!.requestsPerSecond;
   const hello128 = rps('framework hello', 128);
@@ -315,6 +350,10 @@ function summarise(rows: Row[], coldStarts: Record<string, number>, idleRssMb: R
     '| cold start (median, spawn to first 200 on /healthz) | ms |',
     '| --- | ---: |',
     ...Object.entries(coldStarts).map(([name, ms]) => `| ${name} | ${Math.round(ms)} |`),
+    '',
+    '| scrape (GET /metrics, after the load) | CPU µs per scrape | p50 ms | bytes | samples |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...Object.entries(scrapes).map(([name, cost]) => `| ${name} | ${Math.round(cost.cpuUsPerScrape)} | ${fmt(cost.p50Ms)} | ${cost.bytes} | ${cost.samples} |`),
     '',
     '| memory | idle RSS MB | peak RSS under load MB |',
     '| --- | ---: | ---: |',

@@ -5,7 +5,7 @@
 # transaction, so a failed restore changes nothing. On success it prints one line:
 #   restore ok: file=<path> tables=<n> seconds=<s>
 #
-# Runs in the postgres image (the cluster one-liner in the README) and locally (`npm run restore`).
+# Runs in the postgres image (the cluster one-liner in docs/backups.md) and locally (`npm run restore`).
 # The database: the libpq variables, or DATABASE_URL without a password in it, as for backup.sh.
 set -euo pipefail
 

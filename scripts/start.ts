@@ -2,22 +2,29 @@
  * `npm start`: Postgres (embedded unless DATABASE_URL or PGHOST names a server), the migrations, then
  * each function in its own functions-framework process, exactly as in the cluster. One shutdown path
  * for SIGINT and SIGTERM: functions first, then Postgres.
+ *
+ * `npm run demo` (`--demo`) also serves the stand-in Pixabay in this process and points image-proxy at
+ * it, with DEMO_IMAGES set so that the gallery and its log say these are demo images.
  */
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { projectRoot } from '../functions/shared/config';
 import { connect, migrate, readDatabaseConfig } from '../functions/shared/db';
 import { readFunctionPorts, spawnFunction, waitForHttp } from './functions';
 import { readLocalDatabaseConfig } from './local-database';
 import { startLocalPostgres, type LocalPostgres } from './local-postgres';
+import { startPixabayStandIn, type PixabayStandIn } from './pixabay-stand-in';
 
 const env = process.env;
+const demo = readDemoSwitch();
 const ports = readFunctionPorts(env);
 const { databaseUrl: configuredUrl, libpq, embeddedDir, embeddedPort } = readLocalDatabaseConfig(env);
 const useEmbedded = !configuredUrl && !libpq;
 
 const children = new Map<string, ChildProcess>();
 let embedded: LocalPostgres | undefined;
+let standIn: PixabayStandIn | undefined;
 let stopping = false;
 
 async function main(): Promise<void> {
@@ -40,12 +47,30 @@ async function main(): Promise<void> {
     PINGPONG_URL: pingpongUrl,
     ENV_FILE: env.ENV_FILE ?? path.join(projectRoot, 'scripts', 'log-output.env'),
   });
-  // API_KEY, PIXABAY_API_URL and PIXABAY_IMAGE_HOSTS come from this environment; without a key it answers 503.
-  run('image-proxy', ports['image-proxy'], {});
+  if (demo) {
+    standIn = await startPixabayStandIn();
+    say('start', `demo: image-proxy searches a stand-in for Pixabay at ${standIn.url}, which makes up its images`);
+    if (env.API_KEY?.trim()) say('start', 'demo: API_KEY is set but not used; npm start uses it');
+  }
+  // Without the demo, API_KEY, PIXABAY_API_URL and PIXABAY_IMAGE_HOSTS come from this environment;
+  // without a key it answers 503. Only the demo sets DEMO_IMAGES.
+  run('image-proxy', ports['image-proxy'], standIn ? { ...standIn.env, DEMO_IMAGES: 'true' } : { DEMO_IMAGES: '' });
 
   await Promise.all(Object.values(ports).map((port) => waitForHttp(`http://localhost:${port}/healthz`, 15_000)));
   say('start', `ready in ${Date.now() - started} ms; Ctrl-C stops everything`);
-  for (const [name, port] of Object.entries(ports)) say('start', `${name.padEnd(11)} http://localhost:${port}/`);
+  for (const [name, port] of Object.entries(ports)) {
+    say('start', `${name.padEnd(11)} http://localhost:${port}/${name === 'image-proxy' && demo ? ' (demo images)' : ''}`);
+  }
+}
+
+/** `--demo` (npm run demo), or nothing; anything else stops here with the reason. */
+function readDemoSwitch(): boolean {
+  try {
+    return parseArgs({ options: { demo: { type: 'boolean', default: false } } }).values.demo;
+  } catch (error) {
+    console.error(`npm start: ${(error as Error).message}`);
+    process.exit(2);
+  }
 }
 
 function run(name: string, port: number, extraEnv: NodeJS.ProcessEnv): void {
@@ -75,10 +100,11 @@ function say(name: string, line: string): void {
 async function shutdown(exitCode: number): Promise<void> {
   if (stopping) return;
   stopping = true;
-  say('start', 'stopping: the functions first, then Postgres');
+  say('start', `stopping: the functions first, then ${standIn ? 'the stand-in Pixabay and ' : ''}Postgres`);
   await Promise.all(
     [...children.values()].map((child) => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM'))),
   );
+  await standIn?.close();
   await embedded?.stop();
   process.exit(exitCode);
 }

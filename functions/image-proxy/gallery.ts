@@ -14,7 +14,12 @@ export interface GalleryView {
   totalHits: number;
   /** Shown instead of results: why there are none to show. */
   error?: string;
+  /** The images come from the stand-in Pixabay of `npm run demo`: a banner says so, and how to see Pixabay's. */
+  demo?: boolean;
 }
+
+/** What a person types to see Pixabay's images instead of the demo's. */
+export const REAL_KEY_COMMAND = 'API_KEY=<your key> npm start';
 
 export function renderGallery(view: GalleryView): string {
   const pages = Math.min(MAX_PAGE, Math.ceil(view.totalHits / PAGE_SIZE));
@@ -36,6 +41,7 @@ export function renderGallery(view: GalleryView): string {
   <p class="credit">Images from <a href="https://pixabay.com/">Pixabay</a></p>
 </header>
 <main>
+  ${view.demo ? demoBanner() : ''}
   <h1>${view.query}</h1>
   ${
     view.error
@@ -51,6 +57,10 @@ export function renderGallery(view: GalleryView): string {
 </body>
 </html>
 `.text;
+}
+
+function demoBanner(): Html {
+  return html`<p class="notice demo" role="note"><strong>Demo images.</strong> <code>npm run demo</code> made these up with a stand-in for Pixabay, so that the gallery shows without a key. To see Pixabay's photos, get a free <a href="https://pixabay.com/api/docs/">API key</a> and run <code>${REAL_KEY_COMMAND}</code>.</p>`;
 }
 
 function card(image: ImageSummary): Html {
@@ -116,6 +126,8 @@ h1 { margin: 0 0 .2rem; font-size: 1.5rem; overflow-wrap: anywhere; }
 .count { margin: 0 0 1rem; color: var(--muted); }
 .notice { padding: .75rem 1rem; border-radius: .5rem; background: var(--card); border: 1px solid var(--line); }
 .error { border-color: #d9534f; }
+.demo { margin: 0 0 1.25rem; border-color: #d4a72c; background: rgb(212 167 44 / .12); }
+.demo code { font-size: .95em; }
 .grid { list-style: none; margin: 0; padding: 0; display: grid; gap: 1rem;
   grid-template-columns: repeat(auto-fill, minmax(min(100%, 15rem), 1fr)); }
 .card { background: var(--card); border-radius: .75rem; overflow: hidden;

@@ -4,10 +4,10 @@
  * `GET /images/:id` one image's bytes, `GET /image` the first hit's preview (the course's app).
  */
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
-import { Gauge } from 'prom-client';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { Gauge } from '../shared/metrics';
 import { readImageProxyConfig } from './config';
-import { GALLERY_CSP, renderGallery } from './gallery';
+import { GALLERY_CSP, REAL_KEY_COMMAND, renderGallery } from './gallery';
 import { openImage, type UpstreamImage } from './images';
 import { BadRequest, parseImageId, readImageSize, readPage, readSearchQuery } from './params';
 import { PixabayClient, UpstreamError, type SearchResult } from './pixabay';
@@ -16,6 +16,7 @@ import { summarise } from './summary';
 const config = readImageProxyConfig(process.env);
 const pixabay = config.apiKey ? new PixabayClient(config.apiKey, config.apiUrl) : undefined;
 if (!pixabay) console.warn('image-proxy: API_KEY is not set; every route answers 503 until it is');
+if (config.demo) console.log(`image-proxy: demo images, from a stand-in for Pixabay (npm run demo); for Pixabay's photos run ${REAL_KEY_COMMAND}`);
 
 // Both read when scraped, so the seconds left are those left now, not when the limit was hit.
 new Gauge({
@@ -87,11 +88,11 @@ async function sendGallery(pixabay: PixabayClient, req: Request, res: Response):
     query = readSearchQuery(req.query, config.defaultQuery);
     page = readPage(req.query);
     const result = await pixabay.search(query, page);
-    res.send(renderGallery({ query, page, totalHits: result.totalHits, images: result.hits.map(summarise) }));
+    res.send(renderGallery({ query, page, totalHits: result.totalHits, images: result.hits.map(summarise), demo: config.demo }));
   } catch (error) {
     const failure = explain(pixabay, req, error);
     if (failure.retryAfter) res.set('Retry-After', String(failure.retryAfter));
-    res.status(failure.status).send(renderGallery({ query, page, totalHits: 0, images: [], error: failure.reason }));
+    res.status(failure.status).send(renderGallery({ query, page, totalHits: 0, images: [], error: failure.reason, demo: config.demo }));
   }
 }
 

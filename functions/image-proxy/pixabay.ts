@@ -2,7 +2,7 @@
  * Pixabay's search API as the proxy uses it: every answer cached for 24 h, one upstream request per
  * query at a time, the rate limit honoured, and the key kept out of every message.
  */
-import { Counter } from 'prom-client';
+import { Counter } from '../shared/metrics';
 import { LruCache } from './lru';
 
 /** The fields of a hit the proxy uses; Pixabay sends more, and may add keys at any time. */

@@ -3,9 +3,9 @@
  * configured message, the timestamp line and pingpong's count, fetched over HTTP.
  */
 import { http } from '@google-cloud/functions-framework';
-import { Counter } from 'prom-client';
 import { v4 as uuidv4 } from 'uuid';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { Counter } from '../shared/metrics';
 import { gatherWhileBusy } from '../shared/waiting';
 import { readLogOutputConfig } from './config';
 import { pageText, stampLine } from './page';

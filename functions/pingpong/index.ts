@@ -3,9 +3,9 @@
  * count without counting.
  */
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
-import { Counter, Histogram, exponentialBuckets } from 'prom-client';
 import { connect, DATABASE_FAILURE_REASONS, databaseFailureReason, migrate, readDatabaseConfig } from '../shared/db';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { Counter, Histogram } from '../shared/metrics';
 import { gatherWhileBusy, withDeadline } from '../shared/waiting';
 import { batchPings } from './counter';
 
@@ -30,7 +30,7 @@ const pings = new Counter({ name: 'pingpong_pings_total', help: 'Pings counted i
 const statementPings = new Histogram({
   name: 'pingpong_statement_pings',
   help: 'Pings each committed counting UPDATE carried: the pings waiting at the same moment share one',
-  buckets: exponentialBuckets(1, 2, 10), // 1, 2, 4, ... 512
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
 });
 const databaseFailures = new Counter({
   name: 'pingpong_database_failures_total',

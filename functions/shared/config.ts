@@ -21,6 +21,14 @@ export function readInt(env: Env, name: string, fallback: number, min: number, m
   return value;
 }
 
+/** `true` or `false`; false when the variable is unset or empty. */
+export function readBoolean(env: Env, name: string): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (!raw || raw === 'false') return false;
+  if (raw === 'true') return true;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
+}
+
 /** An http(s) URL without a trailing slash, or `fallback` when the variable is unset or empty. */
 export function readHttpUrl(env: Env, name: string, fallback: string): string {
   const raw = env[name]?.trim() || fallback;

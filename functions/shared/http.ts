@@ -2,7 +2,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
-import { collectProcessMetrics, requestRecorder, sendMetrics } from './metrics';
+import { requestRecorder, sendMetrics } from './metrics';
 
 /** Answers 405 with an `Allow` header unless the request's method is one of `allowed`; true when it is. */
 export function allowMethods(req: Request, res: Response, allowed: readonly string[]): boolean {
@@ -30,7 +30,6 @@ export function sendNotFound(req: Request, res: Response): void {
  * handler answers, `:name` for a path segment), and drained on shutdown, `close` closing what it holds.
  */
 export function managed(handler: HttpFunction, { routes, close }: { routes: readonly string[]; close: () => Promise<void> }): HttpFunction {
-  collectProcessMetrics();
   const serve: HttpFunction = (req, res) => {
     if (req.path !== '/metrics') return handler(req, res);
     if (allowMethods(req, res, ['GET', 'HEAD'])) sendMetrics(req, res);

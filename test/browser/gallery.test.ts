@@ -1,7 +1,7 @@
 /**
  * The gallery in a real browser: Debian's chromium driven by playwright-core (which never downloads a
- * browser of its own), against image-proxy served from dist/ and the stand-in Pixabay. Screenshots go
- * to test/screenshots/ (gitignored), for a person to look at.
+ * browser of its own), against image-proxy served from dist/ and the stand-in Pixabay, and as
+ * `npm run demo` shows it. Screenshots go to test/screenshots/ (gitignored), for a person to look at.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { projectRoot } from '../../functions/shared/config';
 import { startFunction } from '../helpers/functions';
 import { fakePixabay } from '../helpers/pixabay';
+import { runnerEnv, runStart } from '../helpers/runner';
 
 const CHROMIUM = '/usr/bin/chromium';
 const screenshots = path.join(projectRoot, 'test', 'screenshots');
@@ -85,6 +86,7 @@ function watchProblems(page: Page): string[] {
   t.is(await credit.innerText(), 'Images from Pixabay');
   t.is(await credit.locator('a').getAttribute('href'), 'https://pixabay.com/');
   t.is(await page.evaluate(() => document.scripts.length), 0, 'no scripts: it works without JavaScript');
+  t.is(await page.locator('.demo').count(), 0, 'no demo banner without npm run demo');
   await page.screenshot({ path: path.join(screenshots, 'gallery-desktop.png'), fullPage: true });
 
   // A phone: one column, nothing wider than the screen.
@@ -115,4 +117,48 @@ function watchProblems(page: Page): string[] {
 
   t.deepEqual(problems, [], 'the browser reported no errors, CSP violations or failed requests');
   t.is(pixabay.calls.elsewhere, 0);
+});
+
+(skipLoudly ? test.skip : test)('npm run demo in chromium: the demo images load, and a banner says they are demo images and how to use a real key', async (t) => {
+  const env = await runnerEnv(t);
+  const demo = runStart(t, env, { args: ['--demo'] });
+  await demo.ready;
+  const browser = await openBrowser(t);
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  const problems = watchProblems(page);
+  mkdirSync(screenshots, { recursive: true });
+
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const response = await page.goto(`http://localhost:${env.IMAGE_PROXY_PORT}/`);
+  t.is(response?.status(), 200);
+  await loadAllImages(page);
+  const widths = await page.$$eval('.grid img', (all) => all.map((image) => (image as HTMLImageElement).naturalWidth));
+  t.is(widths.length, 20);
+  t.true(widths.every((width) => width > 0), `every demo image decoded: ${JSON.stringify(widths)}`);
+
+  const banner = page.locator('.demo');
+  t.true(await banner.isVisible());
+  t.is(
+    await banner.innerText(),
+    "Demo images. npm run demo made these up with a stand-in for Pixabay, so that the gallery shows without a key. To see Pixabay's photos, get a free API key and run API_KEY=<your key> npm start.",
+  );
+  t.is(await banner.locator('a').getAttribute('href'), 'https://pixabay.com/api/docs/');
+  const bannerBox = (await banner.boundingBox())!;
+  t.true(bannerBox.y + bannerBox.height <= 900, 'the banner is on the first screen');
+  await page.screenshot({ path: path.join(screenshots, 'demo-desktop.png') });
+
+  // Searching keeps the banner: every page of the demo says what it shows.
+  await page.fill('input[name=q]', 'sunset');
+  await Promise.all([page.waitForURL(/\?q=sunset$/), page.press('input[name=q]', 'Enter')]);
+  await loadAllImages(page);
+  t.true(await page.locator('.demo').isVisible());
+  t.true(await page.$$eval('.grid img', (all) => all.length === 20 && all.every((image) => (image as HTMLImageElement).naturalWidth > 0)));
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  t.true(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'the banner fits a phone');
+  await page.screenshot({ path: path.join(screenshots, 'demo-mobile.png') });
+
+  t.deepEqual(problems, [], 'the browser reported no errors, CSP violations or failed requests');
+  demo.child.kill('SIGTERM');
+  t.is(await demo.exited, 0);
 });

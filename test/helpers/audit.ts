@@ -1,4 +1,4 @@
-/** Reading `npm audit --json`: which high or critical advisories the README does not explain. */
+/** Reading `npm audit --json`: which high or critical advisories the documentation does not explain. */
 
 /** The part of npm audit's JSON report (auditReportVersion 2) that we read. */
 export interface AuditReport {
@@ -12,16 +12,16 @@ export interface AuditReport {
 const SERIOUS = new Set(['high', 'critical']);
 
 /**
- * One line per high or critical advisory whose id (the GHSA-... at the end of its URL) the README does not
- * name. A package listed only because it depends on another (`via` a package name) is judged by that one.
+ * One line per high or critical advisory whose id (the GHSA-... at the end of its URL) the documentation
+ * (`docs/reliability.md`, Dependency audit) does not name. A package listed only because it depends on another (`via` a package name) is judged by that one.
  */
-export function unexplainedAdvisories(report: AuditReport, readme: string): string[] {
+export function unexplainedAdvisories(report: AuditReport, explanations: string): string[] {
   const lines = new Set<string>();
   for (const [name, vulnerability] of Object.entries(report.vulnerabilities ?? {})) {
     for (const via of vulnerability.via) {
       if (typeof via === 'string' || !SERIOUS.has(via.severity)) continue;
       const id = /GHSA(-[0-9a-z]{4}){3}/.exec(via.url)?.[0] ?? via.url;
-      if (!readme.includes(id)) lines.add(`${name}: ${via.severity}: ${via.title} (${id})`);
+      if (!explanations.includes(id)) lines.add(`${name}: ${via.severity}: ${via.title} (${id})`);
     }
   }
   return [...lines];

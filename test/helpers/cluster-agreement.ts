@@ -13,7 +13,9 @@ import { containers, isKnativeService, label, podTemplates, scaleBounds, type Ma
 
 /** Read by functions-framework, not by our code. */
 const FRAMEWORK_ENV = ['FUNCTION_TARGET', 'NODE_ENV'];
-/** postgres.js reads these when it gets no URL (README, "Configuration"). */
+/** Read by a function, but set only by `npm run demo` (scripts/start.ts): in the cluster they would label Pixabay's images as made up, or worse. */
+export const DEMO_ONLY_ENV = ['DEMO_IMAGES'];
+/** postgres.js reads these when it gets no URL (docs/configuration.md). */
 const LIBPQ_ENV = ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD'];
 
 /** The function a Knative Service runs: its FUNCTION_TARGET. */
@@ -24,7 +26,8 @@ export function functionTarget(doc: Obj): string | undefined {
 
 /**
  * A Knative Service against the function it runs: the function exists and is registered, every
- * variable the manifest sets is one the function reads, and its probe asks a path it serves.
+ * variable the manifest sets is one the function reads (and none is the demo's), and its probe asks a
+ * path it serves.
  */
 export function functionProblems(manifest: Manifest, manifests: Manifest[], root = projectRoot): string[] {
   const { doc } = manifest;
@@ -52,7 +55,8 @@ export function functionProblems(manifest: Manifest, manifests: Manifest[], root
     ),
   ];
   for (const { name, at: where } of set) {
-    if (!FRAMEWORK_ENV.includes(name) && !read.has(name)) report(where, `${name} is read by nothing functions/${target} loads`);
+    if (DEMO_ONLY_ENV.includes(name)) report(where, `${name} is for npm run demo on one machine, never for the cluster`);
+    else if (!FRAMEWORK_ENV.includes(name) && !read.has(name)) report(where, `${name} is read by nothing functions/${target} loads`);
   }
 
   for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {

@@ -6,7 +6,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ExecutionContext } from 'ava';
-import { sunsetPng } from './png';
+import { sunsetPng } from '../../scripts/png';
 
 export interface ForbiddenHost {
   port: number;

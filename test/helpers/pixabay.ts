@@ -1,16 +1,19 @@
 /**
- * A stand-in for Pixabay (no machine here reaches the real one): real HTTP on a free port, answering
- * the search API as Pixabay documents it (rate-limit headers included) and serving real
- * PNGs from the same server. It can be told to misbehave, and it counts what it is asked.
+ * The tests' stand-in for Pixabay: the one `npm run demo` runs (scripts/pixabay-stand-in.ts: real HTTP,
+ * Pixabay's answers, real PNGs), which can also be told to misbehave, and counts what it is asked.
  * `startFakePixabay()` works anywhere (the benchmark uses it); `fakePixabay(t)` also stops it after the test.
  */
-import { randomBytes, randomInt } from 'node:crypto';
-import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import type { ExecutionContext } from 'ava';
-import { sunsetPng } from './png';
+import {
+  imageBytes, json, listen, NOT_FOUND, pixabayAnswers, runningStandIn, send, text,
+  type Answer, type PixabayHit, type PixabayStandIn, type PixabayStandInOptions,
+} from '../../scripts/pixabay-stand-in';
+import { sunsetPng } from '../../scripts/png';
+
+export { CATALOGUE_SIZE, type PixabayHit } from '../../scripts/pixabay-stand-in';
 
 export type PixabayBehaviour =
   /** Search results and images, as Pixabay answers them. */
@@ -69,40 +72,8 @@ export interface HostileExchange {
   bytesSent: number;
 }
 
-/** A hit as Pixabay sends it (the fields the documentation shows). */
-export interface PixabayHit {
-  id: number;
-  pageURL: string;
-  type: string;
-  tags: string;
-  previewURL: string;
-  previewWidth: number;
-  previewHeight: number;
-  webformatURL: string;
-  webformatWidth: number;
-  webformatHeight: number;
-  largeImageURL: string;
-  imageWidth: number;
-  imageHeight: number;
-  imageSize: number;
-  views: number;
-  downloads: number;
-  likes: number;
-  comments: number;
-  user_id: number;
-  user: string;
-  userImageURL: string;
-}
-
-export interface FakePixabay {
-  /** For `PIXABAY_API_URL`. */
-  url: string;
-  /** For `PIXABAY_IMAGE_HOSTS`: where the images are served (`127.0.0.1:port`). */
-  imageHost: string;
-  /** The key it accepts; any other gets Pixabay's 400. */
-  apiKey: string;
-  /** What image-proxy needs to use this stand-in. */
-  env: { API_KEY: string; PIXABAY_API_URL: string; PIXABAY_IMAGE_HOSTS: string };
+/** The stand-in as `npm run demo` runs it, with counters and switches for misbehaviour. */
+export interface FakePixabay extends PixabayStandIn {
   /** Requests so far: to the search API, for images, and to the other server (which nobody should reach). */
   calls: { api: number; images: number; elsewhere: number };
   /** The query parameters of every API request, in order (the key included). */
@@ -116,60 +87,38 @@ export interface FakePixabay {
   setDelay(ms: number): void;
   /** API answers wait from now until the returned function is called: a request held in flight for as long as a test needs. */
   holdApi(): () => void;
-  /** The hits a search for `q` answers, all pages: the order depends on `q`, the set does not. */
-  hitsFor(q: string): PixabayHit[];
-  /** The bytes behind a hit's previewURL (`preview`) or webformatURL (`web`). */
-  imageBytes(id: number, size: 'preview' | 'web'): Buffer;
-  close(): Promise<void>;
 }
 
-export interface FakePixabayOptions {
-  apiKey?: string;
-  /** Requests per window before 429 (Pixabay: 100 per 60 s). */
-  rateLimit?: number;
-  windowSeconds?: number;
-}
+export type FakePixabayOptions = PixabayStandInOptions;
 
-/** How many images any search finds: three pages of Pixabay's default 20. */
-export const CATALOGUE_SIZE = 45;
 const SLOW_MS = 6000;
 const MB = 1024 * 1024;
 const OVERSIZE_BYTES = 11 * MB;
-const SIZES = { preview: [150, 100], web: [640, 427] } as const;
-// Real-looking names, one with characters that must be escaped wherever it is shown.
-const AUTHORS = ['Josch13', 'Ylanite', 'Zoë & <Co> "Light"', 'skeeze', 'Pexels', 'Free-Photos', 'jplenio', 'Hans'];
-const TAGS = ['sky', 'sunset', 'clouds', 'dusk', 'evening', 'red', 'horizon', 'nature', 'landscape', 'hills'];
 
 export async function startFakePixabay(options: FakePixabayOptions = {}): Promise<FakePixabay> {
-  // Made at run time in Pixabay's shape, so the tree holds nothing that looks like a real key.
-  const apiKey = options.apiKey ?? `${randomInt(10_000_000, 100_000_000)}-${randomBytes(13).toString('hex').slice(0, 25)}`;
-  const rateLimit = options.rateLimit ?? 100;
-  const windowMs = (options.windowSeconds ?? 60) * 1000;
   let behaviour: PixabayBehaviour = 'normal';
   let delayMs = 0;
   let apiHeld: Promise<void> | undefined;
   const calls = { api: 0, images: 0, elsewhere: 0 };
   const apiRequests: URLSearchParams[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  let window = { startedAt: Date.now(), used: 0 };
 
   const elsewhere = await listen((_req, res) => {
     calls.elsewhere++;
-    send(res, 200, { 'content-type': 'image/png' }, sunsetPng(150, 100, 666));
+    send(res, { status: 200, headers: { 'content-type': 'image/png' }, body: sunsetPng(150, 100, 666) });
   });
   const hostile: Partial<Record<PixabayRoute, HostileAnswer>> = {};
   const hostileExchanges: HostileExchange[] = [];
   const server = await listen((req, res) => {
     const { hop, plain, path } = unwrap(req.url ?? '/');
-    const url = new URL(path, origin);
+    const url = new URL(path, pixabay.origin);
     const route = url.pathname === '/api/' ? 'api' : /^\/(cdn|get)\//.test(url.pathname) ? 'images' : undefined;
-    if (!route) return send(res, 404, { 'content-type': 'text/plain' }, 'not found');
+    if (!route) return send(res, NOT_FOUND);
     const answer = plain ? undefined : hostile[route];
-    const deliver: Deliver = (status, headers, body) =>
-      answer && status === 200 ? answerHostile(route, answer, path, res, headers, body) : send(res, status, headers, body);
+    const deliver: Deliver = (given) => (answer && given.status === 200 ? answerHostile(route, answer, path, res, given) : send(res, given));
     if (hop !== undefined) {
       calls[route]++;
-      if (answer?.kind !== 'redirects') return send(res, 404, { 'content-type': 'text/plain' }, 'not found');
+      if (answer?.kind !== 'redirects') return send(res, NOT_FOUND);
       return redirect(res, nextHop(answer, hop, path));
     }
     if (route === 'api') {
@@ -180,105 +129,47 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
     }
     answerImage(url.pathname, res, deliver, plain ? '/plain' : '');
   });
-  const origin = `http://127.0.0.1:${server.port}`;
+  const pixabay = pixabayAnswers(`http://127.0.0.1:${server.port}`, options);
   const elsewhereOrigin = `http://127.0.0.1:${elsewhere.port}`;
 
-  const catalogue: PixabayHit[] = Array.from({ length: CATALOGUE_SIZE }, (_, i) => {
-    const id = 1_000_001 + i * 7;
-    const tags = [TAGS[i % TAGS.length], TAGS[(i * 3 + 1) % TAGS.length], TAGS[(i * 7 + 2) % TAGS.length]];
-    return {
-      id,
-      pageURL: `https://pixabay.com/photos/${tags.join('-')}-${id}/`,
-      type: 'photo',
-      tags: [...new Set(tags)].join(', '),
-      previewURL: `${origin}/cdn/photo/${id}_150.png`,
-      previewWidth: SIZES.preview[0],
-      previewHeight: SIZES.preview[1],
-      webformatURL: `${origin}/get/${id}_640.png`,
-      webformatWidth: SIZES.web[0],
-      webformatHeight: SIZES.web[1],
-      largeImageURL: `${origin}/get/${id}_1280.png`,
-      imageWidth: 4000,
-      imageHeight: 2667,
-      imageSize: 2_731_420 + i,
-      views: 7671 + i,
-      downloads: 6439 + i,
-      likes: 5 + i,
-      comments: i % 4,
-      user_id: 48_777 + i,
-      user: AUTHORS[i % AUTHORS.length]!,
-      userImageURL: `${origin}/cdn/user/${48_777 + i}_250x250.png`,
-    };
-  });
-
-  function hitsFor(q: string): PixabayHit[] {
-    const turn = [...q].reduce((sum, char) => sum + char.codePointAt(0)!, 0) % CATALOGUE_SIZE;
-    return [...catalogue.slice(turn), ...catalogue.slice(0, turn)];
-  }
-
+  /** Misbehaviour starts once the key and the rate limit have been checked, as a failing Pixabay's would. */
   function answerApi(params: URLSearchParams, deliver: Deliver): void {
-    if (Date.now() - window.startedAt >= windowMs) window = { startedAt: Date.now(), used: 0 };
-    window.used++;
-    const limited = behaviour === 'rate-limited' || window.used > rateLimit;
-    const rateHeaders = {
-      'X-RateLimit-Limit': String(rateLimit),
-      'X-RateLimit-Remaining': String(limited ? 0 : rateLimit - window.used),
-      'X-RateLimit-Reset': String(Math.ceil((window.startedAt + windowMs - Date.now()) / 1000)),
-    };
-    const text = (status: number, body: string) => deliver(status, { ...rateHeaders, 'content-type': 'text/plain' }, body);
-    const json = (body: string) => deliver(200, { ...rateHeaders, 'content-type': 'application/json' }, body);
-
-    if (params.get('key') !== apiKey) return text(400, '[ERROR 400] Invalid or missing API key');
-    if (limited) return text(429, '[ERROR 429] API rate limit exceeded');
-    if (behaviour === 'slow') return later(() => json(JSON.stringify({ total: 0, totalHits: 0, hits: [] })));
-    if (behaviour === 'server-error') return text(500, '[ERROR 500] Internal server error');
-    if (behaviour === 'malformed-json') return json('{"total": 4692, "totalHits": 500, "hits": [{"id": 195893, "pageURL": "ht');
-    if (behaviour === 'no-hits') return json(JSON.stringify({ total: 0, totalHits: 0, hits: [] }));
-
-    let hits: PixabayHit[];
-    if (params.has('id')) {
-      hits = catalogue.filter((hit) => String(hit.id) === params.get('id'));
-    } else {
-      const perPage = Number(params.get('per_page') ?? 20);
-      const page = Number(params.get('page') ?? 1);
-      if (!(perPage >= 3 && perPage <= 200)) return text(400, '[ERROR 400] "per_page" is out of valid range.');
-      if (!(page >= 1 && (page - 1) * perPage < CATALOGUE_SIZE)) return text(400, '[ERROR 400] "page" is out of valid range.');
-      hits = hitsFor(params.get('q') ?? '').slice((page - 1) * perPage, page * perPage);
-    }
-    if (behaviour === 'image-url-elsewhere') {
-      hits = hits.map((hit) => ({ ...hit, previewURL: `${elsewhereOrigin}/photo.png`, webformatURL: `${elsewhereOrigin}/photo.png` }));
-    }
-    const total = params.has('id') ? hits.length : CATALOGUE_SIZE;
-    json(JSON.stringify({ total, totalHits: total, hits }));
+    const admitted = pixabay.admit(params, behaviour === 'rate-limited');
+    if ('refusal' in admitted) return deliver(admitted.refusal);
+    const { rateHeaders } = admitted;
+    const noHits = () => json(JSON.stringify({ total: 0, totalHits: 0, hits: [] }), rateHeaders);
+    if (behaviour === 'slow') return later(() => deliver(noHits()));
+    if (behaviour === 'server-error') return deliver(text(500, '[ERROR 500] Internal server error', rateHeaders));
+    if (behaviour === 'malformed-json') return deliver(json('{"total": 4692, "totalHits": 500, "hits": [{"id": 195893, "pageURL": "ht', rateHeaders));
+    if (behaviour === 'no-hits') return deliver(noHits());
+    const elsewhereUrls = (hit: PixabayHit) => ({ ...hit, previewURL: `${elsewhereOrigin}/photo.png`, webformatURL: `${elsewhereOrigin}/photo.png` });
+    deliver(pixabay.results(params, rateHeaders, behaviour === 'image-url-elsewhere' ? elsewhereUrls : undefined));
   }
 
-  function answerImage(path: string, res: ServerResponse, deliver: Deliver, prefix: string): void {
+  function answerImage(pathname: string, res: ServerResponse, deliver: Deliver, prefix: string): void {
     calls.images++;
-    const match = /^\/(cdn\/photo|get)\/(\d+)_(150|640)\.png$/.exec(path);
-    const hit = match && catalogue.find((candidate) => candidate.id === Number(match[2]));
-    if (!match || !hit) return send(res, 404, { 'content-type': 'text/plain' }, 'not found');
-    const size = match[3] === '150' ? 'preview' : 'web';
+    const asked = pixabay.imageAsked(pathname);
+    if (!asked) return send(res, NOT_FOUND);
+    const png = (body: Buffer): Answer => ({ status: 200, headers: { 'content-type': 'image/png' }, body });
 
     switch (behaviour) {
       case 'slow':
-        return later(() => send(res, 200, { 'content-type': 'image/png' }, imageBytes(hit.id, size)));
+        return later(() => send(res, png(imageBytes(asked.hit.id, asked.size))));
       case 'server-error':
-        return send(res, 500, { 'content-type': 'text/plain' }, 'internal error');
+        return send(res, text(500, 'internal error'));
       case 'not-an-image':
-        return send(res, 200, { 'content-type': 'text/html' }, '<html><body>Sign in to continue</body></html>');
+        return send(res, { status: 200, headers: { 'content-type': 'text/html' }, body: '<html><body>Sign in to continue</body></html>' });
       case 'oversize-image':
-        return send(res, 200, { 'content-type': 'image/png' }, Buffer.alloc(OVERSIZE_BYTES, 1));
+        return send(res, png(Buffer.alloc(OVERSIZE_BYTES, 1)));
       case 'oversize-image-unsized':
         return streamUnsized(res, OVERSIZE_BYTES);
       case 'redirect-elsewhere':
-        return send(res, 302, { location: `${elsewhereOrigin}/photo.png` }, '');
+        return send(res, { status: 302, headers: { location: `${elsewhereOrigin}/photo.png` }, body: '' });
     }
-    // Like Pixabay's /get/ links, the web size answers with a redirect to where the bytes are.
-    if (match[1] === 'get') return send(res, 302, { location: `${prefix}/cdn/photo/${hit.id}_640.png` }, '');
-    deliver(200, { 'content-type': 'image/png', 'cache-control': 'max-age=31536000' }, imageBytes(hit.id, size));
+    deliver(pixabay.imageAnswer(asked, prefix));
   }
 
-  function answerHostile(route: PixabayRoute, answer: HostileAnswer, path: string, res: ServerResponse, headers: OutgoingHttpHeaders, body: string | Buffer): void {
+  function answerHostile(route: PixabayRoute, answer: HostileAnswer, path: string, res: ServerResponse, { headers, body }: Answer): void {
     const exchange: HostileExchange = { route, kind: answer.kind, startedAt: Date.now(), bytesSent: 0 };
     hostileExchanges.push(exchange);
     res.once('close', () => (exchange.closedAt = Date.now()));
@@ -332,10 +223,10 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
   }
 
   return {
-    url: `${origin}/api/`,
-    imageHost: `127.0.0.1:${server.port}`,
-    apiKey,
-    env: { API_KEY: apiKey, PIXABAY_API_URL: `${origin}/api/`, PIXABAY_IMAGE_HOSTS: `127.0.0.1:${server.port}` },
+    ...runningStandIn(pixabay, async () => {
+      for (const timer of timers) clearTimeout(timer);
+      await Promise.all([server.close(), elsewhere.close()]);
+    }),
     calls,
     apiRequests,
     setBehaviour: (next) => (behaviour = next),
@@ -350,22 +241,7 @@ export async function startFakePixabay(options: FakePixabayOptions = {}): Promis
         release();
       };
     },
-    hitsFor,
-    imageBytes,
-    close: async () => {
-      for (const timer of timers) clearTimeout(timer);
-      await Promise.all([server.close(), elsewhere.close()]);
-    },
   };
-}
-
-// The bytes depend only on id and size: made once per process, however many stand-ins run.
-const images = new Map<string, Buffer>();
-function imageBytes(id: number, size: 'preview' | 'web'): Buffer {
-  const key = `${id}_${size}`;
-  let bytes = images.get(key);
-  if (!bytes) images.set(key, (bytes = sunsetPng(SIZES[size][0], SIZES[size][1], id)));
-  return bytes;
 }
 
 /** `startFakePixabay`, stopped when the test ends. */
@@ -375,21 +251,8 @@ export async function fakePixabay(t: ExecutionContext, options?: FakePixabayOpti
   return pixabay;
 }
 
-async function listen(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ port: number; close(): Promise<void> }> {
-  const server: Server = createServer(handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** Answers with a status, headers and a body: as the stand-in normally does, or as a hostile answer replaces it. */
-type Deliver = (status: number, headers: Record<string, string>, body: string | Buffer) => void;
+/** Sends an answer: as the stand-in normally does, or as a hostile answer replaces it. */
+type Deliver = (answer: Answer) => void;
 
 /** `/hop/<n>/path` and `/plain/path` wrap a path of the stand-in: a step in a redirect chain, or the true answer. */
 function unwrap(requestUrl: string): { hop?: number; plain: boolean; path: string } {
@@ -406,7 +269,7 @@ function nextHop(answer: { count: number; to?: string }, done: number, path: str
 
 /** A 302 as Express writes one, the target repeated in the body. */
 function redirect(res: ServerResponse, location: string): void {
-  send(res, 302, { location, 'content-type': 'text/plain' }, `Found. Redirecting to ${location}`);
+  send(res, { status: 302, headers: { location, 'content-type': 'text/plain' }, body: `Found. Redirecting to ${location}` });
 }
 
 /** `bytes` (Infinity: no end) of what looks like the start of an answer, then filler. */
@@ -428,12 +291,6 @@ function pump(res: ServerResponse, exchange: HostileExchange, chunks: Iterator<B
     }
   };
   next().catch(() => res.destroy());
-}
-
-function send(res: ServerResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
-  if (res.destroyed) return;
-  res.on('error', () => undefined); // a client that hangs up early is not the stand-in's problem
-  res.writeHead(status, { ...headers, 'content-length': String(Buffer.byteLength(body)) }).end(body);
 }
 
 /** `bytes` of image/png without a content-length, in chunks, until done or the client hangs up. */

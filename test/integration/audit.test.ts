@@ -1,8 +1,8 @@
 /**
- * `npm audit --omit=dev`: nothing high or critical in what production installs, unless the README explains
- * it. The registry must answer the audit; where it refuses (as the machines this project is built on do:
+ * `npm audit --omit=dev`: nothing high or critical in what production installs, unless docs/reliability.md
+ * explains it. The registry must answer the audit; where it refuses (as the machines this project is built on do:
  * their registry proxy answers the audit's POST with 405), the live check is skipped loudly, and the
- * README records the review done by hand instead.
+ * page records the review done by hand instead.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -11,19 +11,19 @@ import test from 'ava';
 import { projectRoot } from '../../functions/shared/config';
 import { auditUnavailable, unexplainedAdvisories, type AuditReport } from '../helpers/audit';
 
-const readme = readFileSync(path.join(projectRoot, 'README.md'), 'utf8');
+const auditPage = readFileSync(path.join(projectRoot, 'docs', 'reliability.md'), 'utf8');
 
 const audit = spawnSync('npm', ['audit', '--omit=dev', '--json'], { cwd: projectRoot, encoding: 'utf8', timeout: 60_000 });
 const report: AuditReport = JSON.parse(audit.stdout || '{}');
 const unavailable = auditUnavailable(report);
-if (unavailable) console.warn(`SKIPPING the live npm audit: the registry would not audit (${unavailable}); see README, Dependency audit`);
+if (unavailable) console.warn(`SKIPPING the live npm audit: the registry would not audit (${unavailable}); see docs/reliability.md, Dependency audit`);
 
-(unavailable ? test.skip : test)('npm audit --omit=dev: no high or critical advisory the README does not explain', (t) => {
+(unavailable ? test.skip : test)('npm audit --omit=dev: no high or critical advisory docs/reliability.md does not explain', (t) => {
   t.log(`production dependencies: ${report.metadata!.dependencies.prod}; advisories by severity: ${JSON.stringify(report.metadata!.vulnerabilities)}`);
-  t.deepEqual(unexplainedAdvisories(report, readme), []);
+  t.deepEqual(unexplainedAdvisories(report, auditPage), []);
 });
 
-test('the audit check fails on an unexplained high or critical advisory, and passes one the README names', (t) => {
+test('the audit check fails on an unexplained high or critical advisory, and passes one the page names', (t) => {
   const advisory = (severity: string, id: string) => ({ title: 'something bad', url: `https://github.com/advisories/${id}`, severity });
   const found: AuditReport = {
     vulnerabilities: {

@@ -1,49 +1,15 @@
-/** `npm start`'s runner, run as a user runs it (compiled), with its data and ports moved aside. */
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+/** `npm start` and `npm run demo`: the runner, run as a user runs it (compiled), with its data and ports moved aside. */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import test, { type ExecutionContext } from 'ava';
-import { projectRoot } from '../../functions/shared/config';
+import test from 'ava';
 import postgres from 'postgres';
 import { freePort } from '../helpers/ports';
-
-/** The compiled runner itself, or `npm start` exactly as a user types it (build included). */
-async function runStart(t: ExecutionContext, env: NodeJS.ProcessEnv, { viaNpm = false } = {}) {
-  const [command, args] = viaNpm ? ['npm', ['start']] : [process.execPath, [path.join(projectRoot, 'dist', 'scripts', 'start.js')]];
-  const child = spawn(command, args, {
-    cwd: projectRoot,
-    env: { ...process.env, DATABASE_URL: '', PGHOST: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  t.teardown(() => {
-    child.kill('SIGKILL');
-  });
-  const ready = new Promise<void>((resolve, reject) => {
-    const check = () => (output.includes('Ctrl-C stops everything') ? resolve() : undefined);
-    child.stdout.on('data', check);
-    void exited.then(() => reject(new Error(`npm start exited early:\n${output}`)));
-  });
-  ready.catch(() => undefined); // awaited only by the tests that expect a start
-  return { child, ready, exited, output: () => output };
-}
+import { runnerEnv, runStart } from '../helpers/runner';
 
 test('serves the three functions, stops cleanly on SIGTERM and SIGINT, and a second start finds the count', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'start-test-'));
-  chmodSync(dir, 0o755);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const env = {
-    EMBEDDED_PG_DIR: path.join(dir, 'data'),
-    EMBEDDED_PG_PORT: String(await freePort()),
-    LOG_OUTPUT_PORT: String(await freePort()),
-    PINGPONG_PORT: String(await freePort()),
-    IMAGE_PROXY_PORT: String(await freePort()),
-    API_KEY: '',
-  };
+  const env = await runnerEnv(t);
 
   const first = await runStart(t, env);
   await first.ready;
@@ -57,6 +23,7 @@ test('serves the three functions, stops cleanly on SIGTERM and SIGINT, and a sec
   const imageProxy = await fetch(`http://127.0.0.1:${env.IMAGE_PROXY_PORT}/`);
   t.is(imageProxy.status, 503, 'image-proxy runs without a key');
   t.is(await imageProxy.text(), 'API_KEY is not set\n');
+  t.false(/demo|stand-in/i.test(first.output()), 'without the demo switch, nothing of the demo');
   t.true(first.output().includes(`image-proxy http://localhost:${env.IMAGE_PROXY_PORT}/`), 'npm start prints its URL');
   t.false(first.output().includes(':postgres:') || /postgres:\/\/postgres:[^@]+@/.test(first.output()), 'no password printed');
 
@@ -64,13 +31,48 @@ test('serves the three functions, stops cleanly on SIGTERM and SIGINT, and a sec
   t.is(await first.exited, 0);
 
   // Through npm this time: a signal to the npm process must reach the runner (npm's shell execs it).
-  const second = await runStart(t, env, { viaNpm: true });
+  const second = await runStart(t, env, { npmScript: 'start' });
   await second.ready;
   t.deepEqual(await (await fetch(`${pingpong}/pongs`)).json(), { pongs: 2 });
   second.child.kill('SIGINT');
   t.is(await second.exited, 0);
   await t.throwsAsync(fetch(`${pingpong}/pongs`), undefined, 'nothing is left listening');
   await t.throwsAsync(postgres(`postgres://localhost:${env.EMBEDDED_PG_PORT}/postgres`, { connect_timeout: 2 })`select 1`, undefined, 'Postgres is stopped too');
+});
+
+test('npm run demo: the gallery shows the stand-in\'s images with a banner, the log says how to use a real key, and one SIGINT stops the stand-in too', async (t) => {
+  const env = await runnerEnv(t);
+  const shellKey = `shell-key-${randomUUID()}`;
+  const demo = runStart(t, { ...env, API_KEY: shellKey }, { npmScript: 'demo' });
+  await demo.ready;
+  const proxy = `http://127.0.0.1:${env.IMAGE_PROXY_PORT}`;
+
+  const gallery = await fetch(`${proxy}/`);
+  t.is(gallery.status, 200);
+  const page = await gallery.text();
+  t.regex(page, /<p class="notice demo" role="note"><strong>Demo images\.<\/strong>/);
+  t.true(page.includes('run <code>API_KEY=&#60;your key&#62; npm start</code>'));
+  const { images } = (await (await fetch(`${proxy}/api/images`)).json()) as { images: { web: { url: string } }[] };
+  t.is(images.length, 20);
+  const image = await fetch(`${proxy}${images[0]!.web.url}`);
+  t.is(image.status, 200);
+  t.is(image.headers.get('content-type'), 'image/png');
+  t.deepEqual([...new Uint8Array(await image.arrayBuffer()).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], 'a PNG');
+
+  const output = demo.output();
+  t.regex(output, /^image-proxy\| image-proxy: demo images, from a stand-in for Pixabay \(npm run demo\); for Pixabay's photos run API_KEY=<your key> npm start$/m);
+  t.true(output.includes(`image-proxy http://localhost:${env.IMAGE_PROXY_PORT}/ (demo images)`));
+  t.true(output.includes('demo: API_KEY is set but not used; npm start uses it'));
+  t.false(output.includes(shellKey), 'the key of the shell is never printed');
+  const standIn = /a stand-in for Pixabay at (http:\/\/127\.0\.0\.1:\d+\/api\/)/.exec(output)?.[1];
+  t.truthy(standIn, output);
+  t.is((await fetch(`${standIn}?key=wrong`)).status, 400, 'the stand-in checks the key as Pixabay does');
+
+  demo.child.kill('SIGINT');
+  t.is(await demo.exited, 0);
+  t.true(demo.output().includes('stopping: the functions first, then the stand-in Pixabay and Postgres'));
+  await t.throwsAsync(fetch(standIn!), undefined, 'the stand-in is stopped too');
+  await t.throwsAsync(fetch(`${proxy}/`));
 });
 
 test('as root under a folder the postgres user cannot enter: a clear message, exit 1', async (t) => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import test from 'ava';
 import { projectRoot } from '../../functions/shared/config';
 import {
-  CLUSTER_ENV, clusterEnvProblems, containerPolicyProblems, envVarsRead, fileProblems, functionProblems, functionTarget, imageRepository, imageTag, postgresProblems,
+  CLUSTER_ENV, clusterEnvProblems, DEMO_ONLY_ENV, containerPolicyProblems, envVarsRead, fileProblems, functionProblems, functionTarget, imageRepository, imageTag, postgresProblems,
 } from '../helpers/cluster-agreement';
 import { assertCaught, isKnativeService, label, loadManifests, withChange, type Obj } from '../helpers/manifests';
 
@@ -35,6 +35,20 @@ test('the variables a function reads are found in its code and in what it import
   t.deepEqual(read('log-output'), ['ENV_FILE', 'MESSAGE', 'PINGPONG_URL']);
   // DB_POOL_SIZE and DATABASE_URL from functions/shared/db.ts; the libpq variables because it uses postgres.js.
   t.deepEqual(read('pingpong'), ['DATABASE_URL', 'DB_POOL_SIZE', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER']);
+  t.deepEqual(read('image-proxy'), ['API_KEY', 'DEMO_IMAGES', 'PIXABAY_API_URL', 'PIXABAY_IMAGE_HOSTS']);
+});
+
+test('the cluster never sets the demo switch, by env or through envFrom', (t) => {
+  // The switch the check looks for is the one image-proxy reads (and test/integration/start.test.ts sees npm run demo set).
+  t.deepEqual(DEMO_ONLY_ENV, ['DEMO_IMAGES']);
+  t.true(envVarsRead(path.join(projectRoot, 'functions', 'image-proxy', 'index.ts')).has('DEMO_IMAGES'));
+
+  const problems = (changed: ReturnType<typeof after>) => changed.flatMap((m) => functionProblems(m, changed));
+  t.deepEqual(problems(manifests), []);
+  const setByEnv = after('knative/image-proxy.yaml', (doc) => container(doc).env.push({ name: 'DEMO_IMAGES', value: 'true' }));
+  assertCaught(t, problems(setByEnv), /image-proxy: .*env\/1: DEMO_IMAGES is for npm run demo on one machine, never for the cluster/);
+  const setBySecret = after('knative/pixabay-apikey.sealedsecret.yaml', (doc) => (doc.spec.encryptedData.DEMO_IMAGES = 'AgA='));
+  assertCaught(t, problems(setBySecret), /image-proxy: .*envFrom\/0: DEMO_IMAGES is for npm run demo on one machine/);
 });
 
 test('a variable the function does not read, a function that does not exist and a probe path it does not serve are caught', (t) => {

@@ -1,4 +1,4 @@
-/** The backup CronJob, its PVC and ConfigMap, and the README's restore one-liner agree with each other and with db/. */
+/** The backup CronJob, its PVC and ConfigMap, and docs/backups.md's restore one-liner agree with each other and with db/. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
@@ -36,9 +36,9 @@ test('the CronJob runs backup.sh from that ConfigMap onto that PVC, with the sha
   t.true(pod.securityContext.runAsNonRoot && pod.securityContext.runAsUser !== 0);
 });
 
-test("the README's restore one-liner mounts the same backups, scripts, Secret and image as the CronJob", (t) => {
-  const oneLiner = /kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/.exec(read('README.md'));
-  if (!oneLiner) return t.fail('no restore one-liner in the README');
+test("docs/backups.md's restore one-liner mounts the same backups, scripts, Secret and image as the CronJob", (t) => {
+  const oneLiner = /kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/.exec(read('docs/backups.md'));
+  if (!oneLiner) return t.fail('no restore one-liner in docs/backups.md');
   const spec = JSON.parse(oneLiner[2]!).spec;
   const [restorer] = spec.containers;
   t.is(oneLiner[1], container.image);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import test from 'ava';
 import { readLogOutputConfig } from '../../functions/log-output/config';
 import { pageText, stampLine } from '../../functions/log-output/page';
-import { ConfigError, readHttpUrl, readInt } from '../../functions/shared/config';
+import { ConfigError, readBoolean, readHttpUrl, readInt } from '../../functions/shared/config';
 import { readDatabaseConfig } from '../../functions/shared/db';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'config-test-'));
@@ -20,6 +20,16 @@ test('readInt takes the default when unset and names the variable when malformed
   for (const bad of ['0', '101', '2.5', 'ten']) {
     const error = t.throws(() => readInt({ DB_POOL_SIZE: bad }, 'DB_POOL_SIZE', 10, 1, 100), { instanceOf: ConfigError });
     t.regex(error!.message, /^DB_POOL_SIZE must be a whole number from 1 to 100/);
+  }
+});
+
+test('readBoolean: true or false, false when unset or empty, anything else named as wrong', (t) => {
+  t.false(readBoolean({}, 'DEMO_IMAGES'));
+  t.false(readBoolean({ DEMO_IMAGES: '' }, 'DEMO_IMAGES'));
+  t.false(readBoolean({ DEMO_IMAGES: 'false' }, 'DEMO_IMAGES'));
+  t.true(readBoolean({ DEMO_IMAGES: ' TRUE ' }, 'DEMO_IMAGES'));
+  for (const bad of ['1', 'yes', 'on']) {
+    t.throws(() => readBoolean({ DEMO_IMAGES: bad }, 'DEMO_IMAGES'), { instanceOf: ConfigError, message: `DEMO_IMAGES must be true or false, got "${bad}"` });
   }
 });
 

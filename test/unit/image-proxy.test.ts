@@ -43,6 +43,20 @@ test('config: Pixabay by default, the API URL always ending in /, hosts checked'
   t.throws(() => readImageProxyConfig({ PIXABAY_API_URL: 'ftp://pixabay.com/api/' }), { message: /^PIXABAY_API_URL must be an http\(s\) URL/ });
 });
 
+test('config: demo images only when DEMO_IMAGES says so, and only from a Pixabay on this machine', (t) => {
+  t.false(readImageProxyConfig({}).demo, 'not a demo by default');
+  t.false(readImageProxyConfig({ DEMO_IMAGES: 'false' }).demo);
+  for (const url of ['http://127.0.0.1:9000/api/', 'http://localhost:9000/api/', 'http://[::1]:9000/api/']) {
+    t.true(readImageProxyConfig({ DEMO_IMAGES: 'true', PIXABAY_API_URL: url }).demo, url);
+  }
+  t.throws(() => readImageProxyConfig({ DEMO_IMAGES: 'true' }), {
+    instanceOf: ConfigError,
+    message: "DEMO_IMAGES is for npm run demo's stand-in on this machine, but PIXABAY_API_URL is https://pixabay.com/api/",
+  });
+  t.throws(() => readImageProxyConfig({ DEMO_IMAGES: 'true', PIXABAY_API_URL: 'http://127.0.0.1.example.com/api/' }), { message: /^DEMO_IMAGES is for npm run demo/ });
+  t.throws(() => readImageProxyConfig({ DEMO_IMAGES: 'yes' }), { instanceOf: ConfigError, message: 'DEMO_IMAGES must be true or false, got "yes"' });
+});
+
 test('request parameters: defaults, limits and one-line reasons', (t) => {
   t.is(readSearchQuery({}, 'red sky'), 'red sky');
   t.is(readSearchQuery({ q: '   ' }, 'red sky'), 'red sky');
@@ -163,6 +177,18 @@ test('the gallery shows results, pages, an empty search and an error', (t) => {
   const failed = renderGallery({ query: 'x', page: 1, totalHits: 0, images: [], error: 'Pixabay answered 500' });
   t.true(failed.includes('<p class="notice error" role="alert">Pixabay answered 500</p>'));
   t.true(failed.includes('Images from'), 'the credit and the form stay');
+});
+
+test('demo images: a banner says so and how to use a real key, escaped like the rest; never without the switch', (t) => {
+  const images = [summarise(hit)];
+  for (const view of [{ query: 'red sky', page: 1, totalHits: 45, images }, { query: 'x', page: 1, totalHits: 0, images: [], error: 'Pixabay answered 500' }]) {
+    const demo = renderGallery({ ...view, demo: true });
+    t.regex(demo, /<p class="notice demo" role="note"><strong>Demo images\.<\/strong> <code>npm run demo<\/code> made these up with a stand-in for Pixabay/);
+    t.true(demo.includes('run <code>API_KEY=&#60;your key&#62; npm start</code>.</p>'), 'the command, with <your key> escaped');
+    t.is(demo.indexOf('class="notice demo"'), demo.lastIndexOf('class="notice demo"'), 'one banner');
+    t.false(renderGallery(view).includes('Demo images'), 'no banner without the switch');
+    t.false(renderGallery({ ...view, demo: false }).includes('notice demo'));
+  }
 });
 
 test('the CSP allows exactly the inline style the page carries', (t) => {

@@ -2,7 +2,7 @@
 import test from 'ava';
 import { isWholeImage } from '../../functions/image-proxy/images';
 import { fetchFailure, redactor } from '../../functions/image-proxy/pixabay';
-import { sunsetPng } from '../helpers/png';
+import { sunsetPng } from '../../scripts/png';
 
 const bytes = (...parts: (string | number[] | Buffer)[]) => Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'latin1') : Buffer.from(part))));
 

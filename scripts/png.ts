@@ -1,4 +1,4 @@
-/** Real PNG files made at test time (node:zlib only), so a browser decodes what the stand-in serves. */
+/** Real PNG files made at run time (node:zlib only), so a browser decodes what the stand-in Pixabay serves. */
 import { crc32, deflateSync } from 'node:zlib';
 
 export type Rgb = [number, number, number];
