@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   run('pingpong', ports.pingpong, { DATABASE_URL: databaseUrl });
   run('log-output', ports['log-output'], {
     PINGPONG_URL: pingpongUrl,
-    ENV_FILE: env.ENV_FILE ?? path.join(projectRoot, 'scripts', 'log-output.env'),
+    ENV_FILE: env.ENV_FILE ?? path.join(projectRoot, 'knative', 'log-output.env'),
   });
   if (demo) {
     standIn = await startPixabayStandIn();

@@ -3,21 +3,24 @@ import { spawnSync } from 'node:child_process';
 import test, { type ExecutionContext } from 'ava';
 
 type Implementation = (t: ExecutionContext) => Promise<void> | void;
+type TestFunction = (title: string, implementation: Implementation) => void;
 
 /**
- * `test` (or `test.serial`), when every tool in `tools` runs (and `check`, if given, finds nothing wrong
- * with them, such as an old version); otherwise a stand-in that reports each test as skipped (or failed under CI).
+ * `test` (or `test.serial`), when every tool in `tools` runs; otherwise a stand-in that reports each test
+ * as skipped (or failed under CI).
  */
-export function testNeeding(
-  tools: string[],
-  howToInstall: string,
-  { serial = false, check }: { serial?: boolean; check?: () => string | undefined } = {},
-): (title: string, implementation: Implementation) => void {
+export function testNeeding(tools: string[], howToInstall: string, { serial = false } = {}): TestFunction {
   const missing = tools.filter((tool) => spawnSync(tool, ['--version']).error);
-  const problem = missing.length ? `${missing.join(', ')} not found` : check?.();
-  if (!problem) return serial ? test.serial : test;
-  const why = `${problem}: ${howToInstall}`;
-  if (process.env.CI === 'true') return (title) => test(title, (t) => t.fail(why));
-  console.warn(`SKIPPING tests that need ${why}`);
-  return (title, implementation) => test.skip(`${title} (needs ${missing.length ? missing.join(', ') : tools.join(', ')})`, implementation);
+  return testUnless(missing.length ? `${missing.join(', ')} not found: ${howToInstall}` : undefined, missing.join(', '), { serial });
+}
+
+/**
+ * `test` (or `test.serial`) when `problem` is undefined; otherwise a stand-in that reports each test as
+ * skipped, naming what it `needs` and saying `problem` once, or failed with `problem` under CI=true.
+ */
+export function testUnless(problem: string | undefined, needs: string, { serial = false } = {}): TestFunction {
+  if (problem === undefined) return serial ? test.serial : test;
+  if (process.env.CI === 'true') return (title) => test(title, (t) => t.fail(problem));
+  console.warn(`SKIPPING tests that need ${problem}`);
+  return (title, implementation) => test.skip(`${title} (needs ${needs})`, implementation);
 }

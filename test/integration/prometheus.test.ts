@@ -48,7 +48,7 @@ withPrometheus('on a real Prometheus every alert and dashboard expression return
   const [db, pixabay] = await Promise.all([startTestPostgres(t), fakePixabay(t)]);
   const pingpong = await startFunction(t, 'pingpong', { DATABASE_URL: db.url }, { port: ports.pingpong });
   const [logOutput, imageProxy] = await Promise.all([
-    startFunction(t, 'log-output', { PINGPONG_URL: pingpong.url, ENV_FILE: path.join(projectRoot, 'scripts', 'log-output.env') }, { port: ports['log-output'] }),
+    startFunction(t, 'log-output', { PINGPONG_URL: pingpong.url, ENV_FILE: path.join(projectRoot, 'knative', 'log-output.env') }, { port: ports['log-output'] }),
     startFunction(t, 'image-proxy', pixabay.env, { port: ports['image-proxy'] }),
   ]);
   const promql = (expr: string) => query(prometheus.url, expr);
