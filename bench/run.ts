@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: the system's throughput, latency, cold start and memory, each beside the ceilings
- * measured in the same run (the framework's "hello", bare node:http, the database itself, and a naive
- * peer), so the targets are ratios that mean something on a noisy shared machine. Not a test.
+ * `npm run bench`: the system's throughput, latency, cold start, memory and the CPU a metrics scrape
+ * costs, each beside the ceilings measured in the same run (the framework's "hello", bare node:http, the
+ * database itself, and a naive peer), so the targets are ratios that mean something on a noisy shared
+ * machine. Not a test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
@@ -26,6 +27,7 @@ const COLD_START_GOALS: Record<string, number> = { pingpong: 0.85, 'log-output':
 const IDLE_RSS_GOAL_MB = 64;
 // The machine is shared and noisy: every run is repeated, interleaved with the others, and the median kept.
 const ROUNDS = readInt(process.env, 'BENCH_ROUNDS', 3, 1, 20);
+const SCRAPES = readInt(process.env, 'BENCH_SCRAPES', 200, 10, 10_000);
 const CONNECTIONS = [1, 32, 128];
 const INCREMENT = 'update pings set n = n + 1 returning n';
 
@@ -80,7 +82,10 @@ async function main(): Promise<void> {
     const pingpongs = [await start('pingpong', dbEnv)];
     pixabay = await startFakePixabay();
     const rows: Row[] = [];
-    /** The load runs, every one repeated in ROUNDS interleaved rounds; resolves with each server's RSS before any load. */
+    /**
+     * The load runs, every one repeated in ROUNDS interleaved rounds, then the cost of a scrape (into
+     * `scrapes`); resolves with each server's RSS before any load, after a first scrape.
+     */
     async function runLoad(): Promise<Record<string, number>> {
       const hello = await start('hello', dbEnv, path.join(projectRoot, 'dist', 'bench', 'hello.js'));
       const bare = await startBare();
@@ -88,6 +93,8 @@ async function main(): Promise<void> {
       const naive = await start('naive-pingpong', dbEnv, path.join(projectRoot, 'dist', 'bench', 'naive-pingpong.js'));
       const logOutput = await start('log-output', { ...logOutputEnv, PINGPONG_URL: pingpongs[0]!.url });
       const imageProxy = await start('image-proxy', pixabay!.env);
+      // As Prometheus would: the first scrape starts the process metrics, which then count in memory and CPU.
+      for (const server of [...pingpongs, logOutput, imageProxy]) await fetch(`${server.url}/metrics`);
       const idle = Object.fromEntries(servers.map((server) => [server.name, rssMb(server.child.pid!)]));
       const measure = async (name: string, server: Server | Server[], route: string, connections: number, check?: (r: LoadResult) => Promise<string>) => {
         const targets = Array.isArray(server) ? server : [server];
@@ -145,8 +152,12 @@ async function main(): Promise<void> {
         await measure('image-proxy /api/images (cached)', imageProxy, '/api/images?q=red+sky', 128, async (result) =>
           `${pixabay!.calls.api - upstreamBefore} upstream requests for ${result.requests} answers`);
       }
+
+      console.error(`Scrapes: ${SCRAPES} GET /metrics one after another, after the load above.`);
+      for (const server of [pingpongs[0]!, logOutput, imageProxy]) scrapes[server.name] = await scrapeCost(server);
       return idle;
     }
+    const scrapes: Record<string, ScrapeCost> = {};
     const idleRssMb = ONLY ? {} : await runLoad();
 
     const coldTargets: ColdTarget[] = [
@@ -166,9 +177,9 @@ async function main(): Promise<void> {
     const coldStarts = await measureColdStarts(nodes, coldTargets);
 
     const peakRssMb = Object.fromEntries(servers.map((server) => [server.name, server.peakRssMb]));
-    const report = summarise(medianRounds(rows), coldStarts, idleRssMb, peakRssMb);
+    const report = summarise(medianRounds(rows), coldStarts, idleRssMb, peakRssMb, scrapes);
     console.log(report.text);
-    writeFileSync(path.join(projectRoot, 'bench', 'results.json'), JSON.stringify({ machine: machine(), seconds: SECONDS, rows: medianRounds(rows), allRounds: rows, coldStartTrials: COLD_START_TRIALS, coldStarts, idleRssMb, peakRssMb, targets: report.targets }, null, 2) + '\n');
+    writeFileSync(path.join(projectRoot, 'bench', 'results.json'), JSON.stringify({ machine: machine(), seconds: SECONDS, rows: medianRounds(rows), allRounds: rows, coldStartTrials: COLD_START_TRIALS, coldStarts, idleRssMb, peakRssMb, scrapes, targets: report.targets }, null, 2) + '\n');
     console.error('Wrote bench/results.json');
   } finally {
     for (const server of servers) server.child.kill('SIGKILL');
@@ -332,6 +343,32 @@ function preciseCpuMs(pid: number): number {
   return threads.reduce((sum, tid) => sum + Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6, 0);
 }
 
+interface ScrapeCost {
+  /** CPU time the function's process spent per scrape (user + system). */
+  cpuUsPerScrape: number;
+  /** Wall time of one scrape, the median. */
+  p50Ms: number;
+  bytes: number;
+  samples: number;
+}
+
+/** `SCRAPES` scrapes of the function, one after another: its CPU time over them, divided by their number. */
+async function scrapeCost(server: Server): Promise<ScrapeCost> {
+  const cpuBefore = cpuMs(server.child.pid!);
+  const times: number[] = [];
+  let text = '';
+  for (let i = 0; i < SCRAPES; i++) {
+    const started = performance.now();
+    text = await (await fetch(`${server.url}/metrics`)).text();
+    times.push(performance.now() - started);
+  }
+  const cpuUsPerScrape = ((cpuMs(server.child.pid!) - cpuBefore) * 1000) / SCRAPES;
+  const samples = text.split('\n').filter((line) => line && !line.startsWith('#')).length;
+  const cost = { cpuUsPerScrape, p50Ms: times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!, bytes: Buffer.byteLength(text), samples };
+  console.error(`  ${server.name}: ${Math.round(cpuUsPerScrape)} µs CPU per scrape, ${cost.bytes} bytes, ${samples} samples`);
+  return cost;
+}
+
 /** User + system CPU time of a process so far, in ms (from /proc, in clock ticks of 10 ms). */
 function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -411,7 +448,7 @@ interface Target {
   met: boolean;
 }
 
-function summarise(rows: Row[], coldStarts: ColdStart[], idleRssMb: Record<string, number>, peakRssMb: Record<string, number>) {
+function summarise(rows: Row[], coldStarts: ColdStart[], idleRssMb: Record<string, number>, peakRssMb: Record<string, number>, scrapes: Record<string, ScrapeCost>) {
   const rps = (name: string, connections: number, processes = 1) =>
     rows.find((r) => r.name === name && r.connections === connections && r.processes === processes)!.requestsPerSecond;
   const targets: Target[] = [];
@@ -456,7 +493,11 @@ function summarise(rows: Row[], coldStarts: ColdStart[], idleRssMb: Record<strin
     '',
     ...(rows.length
       ? [
-          '| memory | idle RSS MB | peak RSS under load MB |',
+          '| scrape (GET /metrics, after the load) | CPU µs per scrape | p50 ms | bytes | samples |',
+          '| --- | ---: | ---: | ---: | ---: |',
+          ...Object.entries(scrapes).map(([name, cost]) => `| ${name} | ${Math.round(cost.cpuUsPerScrape)} | ${fmt(cost.p50Ms)} | ${cost.bytes} | ${cost.samples} |`),
+          '',
+          '| memory | idle RSS MB (after a first scrape) | peak RSS under load MB |',
           '| --- | ---: | ---: |',
           ...Object.keys(idleRssMb).map((name) => `| ${name} | ${idleRssMb[name]} | ${peakRssMb[name] || '-'} |`),
           '',

@@ -3,7 +3,7 @@
  * every redirect too, and the answer must be a whole raster image no larger than the cap before a
  * byte of it is passed on: the proxy must never become a way to fetch anything else.
  */
-import { MB, UPSTREAM_DEADLINE_MS, UpstreamError, fetchFailure, readCapped } from './pixabay';
+import { MB, UPSTREAM_DEADLINE_MS, UpstreamError, fetchFailure, pixabayRequests, readCapped } from './pixabay';
 
 /**
  * Pixabay's previews are about 5-20 KB and its 640 px images about 50-150 KB: 10 MB is far above any
@@ -19,8 +19,19 @@ export interface UpstreamImage {
   bytes: Buffer;
 }
 
-/** Fetches the image at `href`, following at most a few redirects, each to an allowed host. */
+/** Fetches the image at `href`, following at most a few redirects, each to an allowed host; counted as one request to Pixabay. */
 export async function openImage(href: string, allowedHosts: ReadonlySet<string>): Promise<UpstreamImage> {
+  try {
+    const image = await fetchImage(href, allowedHosts);
+    pixabayRequests.inc({ kind: 'image', outcome: 'ok' });
+    return image;
+  } catch (error) {
+    pixabayRequests.inc({ kind: 'image', outcome: error instanceof UpstreamError ? error.outcome : 'error' });
+    throw error;
+  }
+}
+
+async function fetchImage(href: string, allowedHosts: ReadonlySet<string>): Promise<UpstreamImage> {
   // One deadline for the whole exchange, body included: nothing upstream can hold a request open.
   const signal = AbortSignal.timeout(UPSTREAM_DEADLINE_MS);
   let url = allowedUrl(href, allowedHosts, 'gave an image URL');

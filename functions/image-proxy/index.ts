@@ -4,7 +4,8 @@
  * `GET /images/:id` one image's bytes, `GET /image` the first hit's preview (the course's app).
  */
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
-import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
+import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { Gauge } from '../shared/metrics';
 import { readImageProxyConfig } from './config';
 import { GALLERY_CSP, REAL_KEY_COMMAND, renderGallery } from './gallery';
 import { openImage, type UpstreamImage } from './images';
@@ -17,6 +18,22 @@ const pixabay = config.apiKey ? new PixabayClient(config.apiKey, config.apiUrl) 
 if (!pixabay) console.warn('image-proxy: API_KEY is not set; every route answers 503 until it is');
 if (config.demo) console.log(`image-proxy: demo images, from a stand-in for Pixabay (npm run demo); for Pixabay's photos run ${REAL_KEY_COMMAND}`);
 
+// Both read when scraped, so the seconds left are those left now, not when the limit was hit.
+new Gauge({
+  name: 'image_proxy_pixabay_rate_limit_remaining',
+  help: 'The last X-RateLimit-Remaining Pixabay sent: requests left in its window, for our key (NaN until Pixabay has answered)',
+  collect() {
+    this.set(pixabay?.rateLimitRemaining ?? NaN);
+  },
+});
+new Gauge({
+  name: 'image_proxy_pixabay_rate_limit_reset_seconds',
+  help: "Seconds until Pixabay's rate limit resets while it holds our requests back; 0 when it does not",
+  collect() {
+    this.set(pixabay?.rateLimitResetSeconds() ?? 0);
+  },
+});
+
 // The bytes under one id never change; a day is as long as Pixabay lets us keep what it sends.
 const IMAGE_BY_ID_CACHE = 'public, max-age=86400, immutable';
 // The first hit for a query may change when the search is asked again.
@@ -25,7 +42,7 @@ const FIRST_IMAGE_CACHE = 'public, max-age=3600';
 http(
   'image-proxy',
   // Drained on SIGTERM so that images already streaming are not cut off; nothing else to close.
-  drainOnShutdown((req, res) => {
+  managed((req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
     // The probes' path: up means up, key or no key (without one every other route says so), and never a Pixabay call.
     if (req.path === '/livez') return void res.type('text/plain').send('ok');
@@ -43,7 +60,7 @@ http(
     } catch (error) {
       fail(error);
     }
-  }, async () => undefined),
+  }, { routes: ['/', '/api/images', '/image', '/images/:id', '/healthz'], close: async () => undefined }),
 );
 
 function route(pixabay: PixabayClient, req: Request, res: Response): Promise<void> | void {

@@ -2,6 +2,7 @@
  * Pixabay's search API as the proxy uses it: every answer cached for 24 h, one upstream request per
  * query at a time, the rate limit honoured, and the key kept out of every message.
  */
+import { Counter } from '../shared/metrics';
 import { LruCache } from './lru';
 
 /** The fields of a hit the proxy uses; Pixabay sends more, and may add keys at any time. */
@@ -64,7 +65,35 @@ export class UpstreamError extends Error {
   get rateLimited(): boolean {
     return this.retryAfterSeconds !== undefined;
   }
+
+  /** How the request to Pixabay went, as `image_proxy_pixabay_requests_total` counts it. */
+  get outcome(): UpstreamOutcome {
+    if (this.rateLimited) return 'rate_limited';
+    return this.status === 404 ? 'not_found' : this.status === 504 ? 'timeout' : 'error';
+  }
 }
+
+/**
+ * `ok`; `not_found`: no such image or page; `rate_limited`: the limit is used up (Pixabay's 429, or not
+ * asked while it lasts); `timeout`: no whole answer within the deadline; `error`: anything else (unreachable,
+ * an error status, an answer that is no search result or no image, a URL or redirect that is refused).
+ */
+export const UPSTREAM_OUTCOMES = ['ok', 'not_found', 'rate_limited', 'timeout', 'error'] as const;
+export type UpstreamOutcome = (typeof UPSTREAM_OUTCOMES)[number];
+
+export const pixabayRequests = new Counter({
+  name: 'image_proxy_pixabay_requests_total',
+  help: 'Requests to Pixabay: kind "search" to its API (searches and lookups by id), "image" for the bytes (redirects included), by outcome',
+  labelNames: ['kind', 'outcome'],
+});
+for (const kind of ['search', 'image']) for (const outcome of UPSTREAM_OUTCOMES) pixabayRequests.inc({ kind, outcome }, 0);
+
+const cacheLookups = new Counter({
+  name: 'image_proxy_cache_lookups_total',
+  help: 'Lookups in a cache: "searches" holds Pixabay\'s answers for 24 h, "known_images" the hits by id; a stale entry is a miss',
+  labelNames: ['cache', 'result'],
+});
+for (const cache of ['searches', 'known_images']) for (const result of ['hit', 'miss']) cacheLookups.inc({ cache, result }, 0);
 
 /** The same search whatever the spacing or case: one cache entry, one upstream request. */
 export function normaliseQuery(query: string): string {
@@ -127,6 +156,7 @@ export class PixabayClient {
   private readonly inFlight = new Map<string, Promise<SearchResult>>();
   /** No request goes upstream before this time (ms since the epoch): Pixabay's limit is used up. */
   private blockedUntil = 0;
+  private lastRateLimitRemaining: number | undefined;
 
   constructor(
     private readonly apiKey: string,
@@ -147,12 +177,15 @@ export class PixabayClient {
   /** The same page from the cache, when it is there and fresh; never asks Pixabay. */
   freshSearch(query: string, page: number): SearchResult | undefined {
     const entry = this.searches.get(searchKey(normaliseQuery(query), page));
-    return entry?.fresh ? entry.value : undefined;
+    if (!entry?.fresh) return undefined; // a miss, counted by the search that follows
+    cacheLookups.inc({ cache: 'searches', result: 'hit' });
+    return entry.value;
   }
 
   /** The hit with this id: from a recent search when there is one, else asked of Pixabay by id. */
   async findImage(id: number): Promise<Hit | undefined> {
     const known = this.knownImages.get(id);
+    cacheLookups.inc({ cache: 'known_images', result: known?.fresh ? 'hit' : 'miss' });
     if (known?.fresh) return known.value;
     try {
       const result = await this.cached(`id:${id}`, { id: String(id) });
@@ -166,16 +199,19 @@ export class PixabayClient {
   /** A fresh cached answer; else one upstream request shared by every caller waiting for it; a stale answer while rate-limited. */
   private cached(key: string, params: Record<string, string>): Promise<SearchResult> {
     const entry = this.searches.get(key);
+    cacheLookups.inc({ cache: 'searches', result: entry?.fresh ? 'hit' : 'miss' });
     if (entry?.fresh) return Promise.resolve(entry.value);
     let pending = this.inFlight.get(key);
     if (!pending) {
       pending = this.fetchResult(params)
         .then((result) => {
+          pixabayRequests.inc({ kind: 'search', outcome: 'ok' });
           this.searches.set(key, result);
           for (const hit of result.hits) this.knownImages.set(hit.id, hit);
           return result;
         })
         .catch((error: unknown) => {
+          pixabayRequests.inc({ kind: 'search', outcome: error instanceof UpstreamError ? error.outcome : 'error' });
           if (entry && error instanceof UpstreamError && error.rateLimited) return entry.value;
           throw error;
         })
@@ -221,10 +257,21 @@ export class PixabayClient {
   /** `X-RateLimit-Remaining: 0` or a 429 stops upstream requests for `X-RateLimit-Reset` seconds. */
   private noteRateLimit(response: Response): void {
     const remaining = Number(response.headers.get('x-ratelimit-remaining') ?? NaN);
+    if (Number.isFinite(remaining)) this.lastRateLimitRemaining = remaining;
     if (response.status !== 429 && remaining !== 0) return;
     const reset = Number(response.headers.get('x-ratelimit-reset') ?? NaN);
     const waitSeconds = Number.isFinite(reset) && reset > 0 ? reset : DEFAULT_RATE_LIMIT_WAIT_S;
     this.blockedUntil = Math.max(this.blockedUntil, this.now() + waitSeconds * 1000);
+  }
+
+  /** The last `X-RateLimit-Remaining` Pixabay sent; undefined until it has sent one. */
+  get rateLimitRemaining(): number | undefined {
+    return this.lastRateLimitRemaining;
+  }
+
+  /** Seconds until Pixabay's rate limit resets while requests are held back for it; 0 when they are not. */
+  rateLimitResetSeconds(): number {
+    return Math.max(0, (this.blockedUntil - this.now()) / 1000);
   }
 
   private rateLimited(): UpstreamError {

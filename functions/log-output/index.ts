@@ -4,11 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { http } from '@google-cloud/functions-framework';
-import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
+import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { Counter } from '../shared/metrics';
 import { gatherWhileBusy } from '../shared/waiting';
 import { readLogOutputConfig } from './config';
 import { pageText, stampLine } from './page';
-import { fetchPongs } from './pongs';
+import { fetchPongs, PINGPONG_FAILURE_REASONS, PingpongFailure } from './pongs';
 
 const config = readLogOutputConfig(process.env);
 const instanceId = randomUUID();
@@ -20,6 +21,13 @@ const PINGPONG_DEADLINE_MS = config.pingpongTimeoutMs;
 // The start-up gate of GET /healthz: closed until pingpong has answered once, then open for good.
 let pingpongHasAnswered = false;
 
+const pingpongFailures = new Counter({
+  name: 'log_output_pingpong_failures_total',
+  help: 'Requests answered 503 because pingpong failed them, by reason',
+  labelNames: ['reason'],
+});
+for (const reason of PINGPONG_FAILURE_REASONS) pingpongFailures.inc({ reason }, 0);
+
 // Page views waiting at the same moment share one request to pingpong; each still gets a count read after it arrived.
 const nextPongs = gatherWhileBusy(
   async (k) => Array<number>(k).fill(await fetchPongs(config.pingpongUrl, PINGPONG_DEADLINE_MS)),
@@ -29,7 +37,7 @@ const nextPongs = gatherWhileBusy(
 
 http(
   'log-output',
-  drainOnShutdown(async (req, res) => {
+  managed(async (req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
     // Liveness asks nothing else: pingpong being down must not restart log-output.
     if (req.path === '/livez') return void res.type('text/plain').send('ok');
@@ -42,10 +50,12 @@ http(
       pongs = await nextPongs();
     } catch (error) {
       console.error(`log-output: ${req.path}: ${(error as Error).message}`);
+      // Else the batch's deadline (TimeoutError), the same as the request's, fired first: pingpong did not answer in time.
+      pingpongFailures.inc({ reason: error instanceof PingpongFailure ? error.reason : 'timeout' });
       return sendReason(res, 503, (error as Error).message);
     }
     pingpongHasAnswered = true;
     if (req.path === '/healthz') return void res.type('text/plain').send('ok');
     res.type('text/plain').send(pageText(config.message, stampLine(new Date(), instanceId), pongs));
-  }, async () => clearInterval(stamping)),
+  }, { routes: ['/', '/healthz'], close: async () => clearInterval(stamping) }),
 );

@@ -9,25 +9,37 @@ import { get, type IncomingMessage } from 'node:http';
 const MAX_BODY_BYTES = 64 * 1024;
 const NOT_PONGS = 'pingpong answered something that is not {"pongs": N}';
 
-/** Pingpong's count, or an error whose message says what went wrong, in one line that names pingpong. */
+export const PINGPONG_FAILURE_REASONS = ['timeout', 'unreachable', 'bad_status', 'bad_body'] as const;
+export type PingpongFailureReason = (typeof PINGPONG_FAILURE_REASONS)[number];
+
+/** Pingpong failed us; the message says how, in one line that names pingpong. */
+export class PingpongFailure extends Error {
+  constructor(
+    readonly reason: PingpongFailureReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Pingpong's count, or a `PingpongFailure`. */
 export async function fetchPongs(pingpongUrl: string, deadlineMs: number): Promise<number> {
   const response = await getText(`${pingpongUrl}/pongs`, deadlineMs);
-  if (response.status < 200 || response.status > 299) throw new Error(`pingpong answered ${response.status}`);
+  if (response.status < 200 || response.status > 299) throw new PingpongFailure('bad_status', `pingpong answered ${response.status}`);
   let pongs: unknown;
   try {
     pongs = (JSON.parse(response.body) as { pongs?: unknown } | null)?.pongs;
   } catch {
     // not JSON: said below
   }
-  if (!Number.isSafeInteger(pongs) || (pongs as number) < 0) throw new Error(NOT_PONGS);
+  if (!Number.isSafeInteger(pongs) || (pongs as number) < 0) throw new PingpongFailure('bad_body', NOT_PONGS);
   return pongs as number;
 }
 
-/** GET `url`: its status and whole body within `deadlineMs`; a failure's message names pingpong and why. */
+/** GET `url`: its status and whole body within `deadlineMs`, or a `PingpongFailure` saying why not. */
 function getText(url: string, deadlineMs: number): Promise<{ status: number; body: string }> {
   const signal = AbortSignal.timeout(deadlineMs);
-  const failure = (error?: NodeJS.ErrnoException) =>
-    new Error(signal.aborted ? `pingpong did not answer within ${deadlineMs} ms` : `pingpong is unreachable (${error?.code ?? 'no connection'})`);
+  const timedOut = () => new PingpongFailure('timeout', `pingpong did not answer within ${deadlineMs} ms`);
   return new Promise((resolve, reject) => {
     get(url, { signal }, (response: IncomingMessage) => {
       let body = '';
@@ -43,9 +55,11 @@ function getText(url: string, deadlineMs: number): Promise<{ status: number; bod
       response.on('error', () => undefined); // told by 'close' below
       response.on('close', () => {
         if (response.complete && !tooLong) resolve({ status: response.statusCode ?? 0, body });
-        else if (tooLong) reject(new Error(NOT_PONGS));
-        else reject(signal.aborted ? failure() : new Error("pingpong's answer broke off"));
+        else if (tooLong) reject(new PingpongFailure('bad_body', NOT_PONGS));
+        else reject(signal.aborted ? timedOut() : new PingpongFailure('bad_body', "pingpong's answer broke off"));
       });
-    }).on('error', (error) => reject(failure(error)));
+    }).on('error', (error: NodeJS.ErrnoException) => {
+      reject(signal.aborted ? timedOut() : new PingpongFailure('unreachable', `pingpong is unreachable (${error.code ?? 'no connection'})`));
+    });
   });
 }

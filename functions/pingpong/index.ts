@@ -3,8 +3,9 @@
  * count without counting.
  */
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
-import { connect, migrate, readDatabaseConfig } from '../shared/db';
-import { allowMethods, drainOnShutdown, sendNotFound, sendReason } from '../shared/http';
+import { connect, DATABASE_FAILURE_REASONS, databaseFailureReason, migrate, readDatabaseConfig } from '../shared/db';
+import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { Counter, Histogram } from '../shared/metrics';
 import { gatherWhileBusy, withDeadline } from '../shared/waiting';
 import { batchPings } from './counter';
 
@@ -25,9 +26,23 @@ function ensureSchema(): Promise<unknown> {
   return schemaReady;
 }
 
+const pings = new Counter({ name: 'pingpong_pings_total', help: 'Pings counted in Postgres and answered with pong N' });
+const statementPings = new Histogram({
+  name: 'pingpong_statement_pings',
+  help: 'Pings each committed counting UPDATE carried: the pings waiting at the same moment share one',
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+});
+const databaseFailures = new Counter({
+  name: 'pingpong_database_failures_total',
+  help: 'Requests answered 503 because the database failed them, by reason',
+  labelNames: ['reason'],
+});
+for (const reason of DATABASE_FAILURE_REASONS) databaseFailures.inc({ reason }, 0);
+
 const recordPing = batchPings(async (k) => {
   await ensureSchema();
   const [row] = await sql<[{ n: string }]>`update pings set n = n + ${k} returning n`;
+  statementPings.observe(k);
   return Number(row.n);
 }, DATABASE_DEADLINE_MS);
 
@@ -40,7 +55,7 @@ const countPongs = gatherWhileBusy(async (k) => {
 
 http(
   'pingpong',
-  drainOnShutdown((req, res) => {
+  managed((req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
     switch (req.path) {
       case '/pingpong':
@@ -48,7 +63,10 @@ http(
         if (req.method === 'HEAD') return void res.type('text/plain').end();
         // Every ping is news: never stored by a cache, and `end` rather than `send`, whose freshness check would
         // turn a conditional request (If-None-Match: *) into a 304 that hides the number of a ping it counted.
-        return answer(req, res, recordPing(), (n) => res.set('Cache-Control', 'no-store').type('text/plain').end(`pong ${n}`));
+        return answer(req, res, recordPing(), (n) => {
+          pings.inc();
+          res.set('Cache-Control', 'no-store').type('text/plain').end(`pong ${n}`);
+        });
       case '/pongs':
         return answer(req, res, countPongs(), (pongs) => res.json({ pongs }));
       case '/healthz':
@@ -59,7 +77,7 @@ http(
       default:
         return sendNotFound(req, res);
     }
-  }, () => sql.end({ timeout: 5 })),
+  }, { routes: ['/pingpong', '/pongs', '/healthz'], close: () => sql.end({ timeout: 5 }) }),
 );
 
 /**
@@ -69,6 +87,7 @@ http(
 function answer<T>(req: Request, res: Response, work: Promise<T>, send: (value: T) => void): void {
   work.then(send).catch((error: unknown) => {
     console.error(`pingpong: ${req.path}: database unavailable:`, error);
+    databaseFailures.inc({ reason: databaseFailureReason(error) });
     if (res.headersSent) return void res.destroy();
     sendReason(res, 503, `database unavailable: ${describe(error)}`);
   });

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import postgres from 'postgres';
 import { projectRoot, readInt, type Env } from './config';
+import { TimeoutError } from './waiting';
 
 export type Sql = postgres.Sql;
 
@@ -90,4 +91,37 @@ async function appliedMigrations(sql: Sql): Promise<Set<string>> {
     throw error;
   }
 }
+// SQLSTATE codes (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 const UNDEFINED_TABLE = '42P01';
+const QUERY_CANCELED = '57014'; // the statement timeout
+const ADMIN_SHUTDOWN = '57P01';
+const CRASH_SHUTDOWN = '57P02';
+const CANNOT_CONNECT_NOW = '57P03'; // starting up or shutting down
+
+/** Why a query failed, in a few words an operator can act on (the `reason` label of a failure counter). */
+export const DATABASE_FAILURE_REASONS = ['timeout', 'connection_refused', 'connection_lost', 'unreachable', 'rejected', 'other'] as const;
+export type DatabaseFailureReason = (typeof DATABASE_FAILURE_REASONS)[number];
+
+// What Node and postgres.js call the ways a connection can fail.
+const TIMED_OUT = new Set(['CONNECT_TIMEOUT', 'ETIMEDOUT', QUERY_CANCELED]);
+const REFUSED = new Set(['ECONNREFUSED', CANNOT_CONNECT_NOW]);
+const LOST = new Set(['CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'CONNECTION_ENDED', 'ECONNRESET', 'EPIPE', ADMIN_SHUTDOWN, CRASH_SHUTDOWN]);
+const UNREACHABLE = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * `timeout`: no answer in time (a deadline, the connect or statement timeout); `connection_refused`: nothing
+ * took the connection (Postgres down, or starting or stopping); `connection_lost`: a connection broke;
+ * `unreachable`: the host has no address or route; `rejected`: Postgres answered with an error (a login,
+ * the connection limit, the schema); `other`: anything else (the log says what).
+ */
+export function databaseFailureReason(error: unknown): DatabaseFailureReason {
+  if (error instanceof TimeoutError) return 'timeout';
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code !== 'string') return 'other';
+  if (TIMED_OUT.has(code)) return 'timeout';
+  if (REFUSED.has(code)) return 'connection_refused';
+  if (LOST.has(code)) return 'connection_lost';
+  if (UNREACHABLE.has(code)) return 'unreachable';
+  if ((error as Error).name === 'PostgresError') return 'rejected';
+  return 'other';
+}

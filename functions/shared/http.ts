@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
+import { requestRecorder, sendMetrics } from './metrics';
 
 /** Answers 405 with an `Allow` header unless the request's method is one of `allowed`; true when it is. */
 export function allowMethods(req: Request, res: Response, allowed: readonly string[]): boolean {
@@ -24,6 +25,26 @@ export function sendNotFound(req: Request, res: Response): void {
 }
 
 /**
+ * A function's handler as every function runs: `GET /metrics` answered before it (never counted, never
+ * waiting on a dependency), each request timed under its route's template (`routes`: the paths the
+ * handler answers, `:name` for a path segment), and drained on shutdown, `close` closing what it holds.
+ */
+export function managed(handler: HttpFunction, { routes, close }: { routes: readonly string[]; close: () => Promise<void> }): HttpFunction {
+  const serve: HttpFunction = (req, res) => {
+    if (req.path !== '/metrics') return handler(req, res);
+    if (allowMethods(req, res, ['GET', 'HEAD'])) sendMetrics(req, res);
+  };
+  return drainOnShutdown(serve, close, { onClosed: requestRecorder([...routes, '/metrics']) });
+}
+
+export interface DrainOptions {
+  /** How long requests in flight may take to finish once a signal came. */
+  maxWaitMs?: number;
+  /** Called with each response once it has closed, and the `performance.now()` its request arrived at. */
+  onClosed?: (res: Response, startedAt: number) => void;
+}
+
+/**
  * Wraps a handler so that SIGTERM and SIGINT shut the function down gracefully: it stops taking new
  * connections, lets the requests in flight finish (at most `maxWaitMs`), tells their clients the
  * connection closes after the answer, runs `close` (the database pool) and exits 0. functions-framework
@@ -31,13 +52,15 @@ export function sendNotFound(req: Request, res: Response): void {
  * but never answered). Its listeners are swapped for ours on the first request, when it has surely
  * installed them; before that nothing is in flight and its immediate exit is right.
  */
-export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void>, maxWaitMs = 10_000): HttpFunction {
-  const inFlight = new Set<Response>();
+export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void>, { maxWaitMs = 10_000, onClosed }: DrainOptions = {}): HttpFunction {
+  // Each request in flight, with the time it arrived.
+  const inFlight = new Map<Response, number>();
   let server: Server | undefined;
   let draining = false;
   let whenIdle: (() => void) | undefined;
   // One shared listener, not a closure per request: this runs on every request's hot path.
   function responseClosed(this: Response) {
+    onClosed?.(this, inFlight.get(this)!);
     inFlight.delete(this);
     if (inFlight.size === 0) whenIdle?.();
   }
@@ -48,7 +71,7 @@ export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void
     server?.close(); // also closes the idle keep-alive connections
     // Said only once it is true: whoever reads this line finds new connections refused.
     console.log(`${signal}: finishing ${inFlight.size} request(s) in flight, taking no new ones`);
-    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+    for (const res of inFlight.keys()) if (!res.headersSent) res.setHeader('Connection', 'close');
     if (inFlight.size > 0) {
       const idle = new Promise<void>((resolve) => (whenIdle = resolve));
       await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, maxWaitMs))]);
@@ -70,7 +93,7 @@ export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void
     }
     // A request that slipped in on a kept-alive connection is still answered, and that connection then closes.
     if (draining) res.setHeader('Connection', 'close');
-    inFlight.add(res);
+    inFlight.set(res, performance.now());
     res.on('close', responseClosed);
     return handler(req, res);
   };

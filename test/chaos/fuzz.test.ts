@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import test, { type ExecutionContext } from 'ava';
 import { fuzz, fuzzSeed, type FuzzTarget, type Outcome } from '../helpers/fuzz';
 import { startFunction, type RunningFunction } from '../helpers/functions';
+import { parseSamples, requestSeries, scrape } from '../helpers/metrics';
 import { fakePixabay, holdsKey } from '../helpers/pixabay';
 import { sharedTestPostgres } from '../helpers/postgres';
 import { unsafeReflection } from '../helpers/reflection';
@@ -32,14 +33,14 @@ test.after.always(postgres.stop);
 test.serial('pingpong survives the fuzzer', async (t) => {
   const db = await postgres.database(t);
   const pingpong = await startFunction(t, 'pingpong', { DATABASE_URL: db.url });
-  await fuzzFunction(t, pingpong, 0, { routes: ['/pingpong', '/pongs', '/healthz'], params: [] });
+  await fuzzFunction(t, pingpong, 0, { routes: ['/pingpong', '/pongs', '/healthz'], params: [] }, ['/pingpong', '/pongs', '/healthz']);
 });
 
 test.serial('log-output survives the fuzzer', async (t) => {
   const db = await postgres.database(t);
   const pingpong = await startFunction(t, 'pingpong', { DATABASE_URL: db.url });
   const logOutput = await startFunction(t, 'log-output', { PINGPONG_URL: pingpong.url, MESSAGE: 'Hello' });
-  await fuzzFunction(t, logOutput, 1, { routes: ['/', '/healthz'], params: [] });
+  await fuzzFunction(t, logOutput, 1, { routes: ['/', '/healthz'], params: [] }, ['/', '/healthz']);
   t.true(pingpong.running(), 'pingpong, behind log-output, is still running');
 });
 
@@ -51,16 +52,23 @@ test.serial('image-proxy survives the fuzzer and never shows its key', async (t)
   const outcomes = await fuzzFunction(t, proxy, 2, {
     routes: ['/', '/?q=red+sky&page=2', '/api/images', '/api/images?q=sky', '/image', `/images/${first!.id}`, `/images/${second!.id}?size=web`, '/images/1', '/healthz'],
     params: ['q', 'page', 'size'],
-  });
+  }, ['/', '/api/images', '/image', '/images/:id', '/healthz']);
   const leaking = outcomes.filter((outcome) => holdsKey(outcome.raw.toString('latin1'), pixabay.apiKey));
   t.deepEqual(leaking.map(describe), [], 'no response holds the key');
   t.false(holdsKey(proxy.output(), pixabay.apiKey), 'no log line holds the key');
+  t.false(holdsKey(await scrape(proxy.url), pixabay.apiKey), 'no metric holds the key');
   t.log(`secrets leaked: ${leaking.length} responses, 0 log lines`);
 });
 
-async function fuzzFunction(t: ExecutionContext, fn: RunningFunction, salt: number, target: Omit<FuzzTarget, 'port'>): Promise<Outcome[]> {
+/**
+ * Fuzzes `fn` and checks it survived; then that its request metrics stayed bounded: every series's method
+ * one HTTP defines or `_OTHER`, its route one of `routeTemplates` (or `/metrics`, `other`), its status one a
+ * client was sent.
+ */
+async function fuzzFunction(t: ExecutionContext, fn: RunningFunction, salt: number, target: Omit<FuzzTarget, 'port'>, routeTemplates: string[]): Promise<Outcome[]> {
   const seed = (SEED + salt) >>> 0;
   t.log(`FUZZ_SEED=${SEED} (this function's requests come from seed ${seed})`);
+  const seriesBefore = requestSeries(parseSamples(await scrape(fn.url))).length;
   const memory = sampleRss(fn.pid());
   const startedAt = performance.now();
   const outcomes = await fuzz({ ...target, port: fn.port }, seed, REQUESTS, CONCURRENCY, HANG_AFTER_MS);
@@ -92,8 +100,25 @@ async function fuzzFunction(t: ExecutionContext, fn: RunningFunction, salt: numb
   t.false(/Uncaught exception|Unhandled rejection/.test(fn.output()), 'nothing went unhandled');
   t.log(`crashes: ${fn.running() ? 0 : 1}; stack traces in the log: ${traces.length}, from our code: ${ours.length}`);
   if (traces.length) t.log(`framework stack traces, by first line: ${JSON.stringify(countBy(traces.map((trace) => trace.split('\n')[0]!.slice(0, 80))))}`);
+
+  const series = requestSeries(parseSamples(await scrape(fn.url)));
+  const methods = new Set([...HTTP_METHODS, '_OTHER']);
+  const routes = new Set([...routeTemplates, '/metrics', 'other']);
+  const statuses = new Set(['200', ...outcomes.flatMap((outcome) => (outcome.status === undefined ? [] : [String(outcome.status)]))]);
+  const strays = series.filter(({ labels }) => {
+    const status = labels.http_response_status_code;
+    return !methods.has(labels.http_request_method!) || !routes.has(labels.http_route!) || (status !== undefined && !statuses.has(status));
+  });
+  t.deepEqual(strays.map((sample) => JSON.stringify(sample.labels)), [], 'every request series has a bounded method, route and status');
+  // Each status may also be missing (a client that left before its answer).
+  const bound = methods.size * routes.size * (statuses.size + 1);
+  t.true(series.length <= bound, `${series.length} request series, at most ${bound}`);
+  t.log(`request series: ${seriesBefore} before the fuzz, ${series.length} after (bounded by ${methods.size} methods x ${routes.size} routes x ${statuses.size + 1} statuses)`);
   return outcomes;
 }
+
+/** The methods HTTP defines; the metrics call any other `_OTHER`. */
+const HTTP_METHODS = ['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE'];
 
 /** Samples the process's resident memory every 50 ms; `stop` gives the peak in MB. */
 function sampleRss(pid: number): { stop(): number } {

@@ -34,10 +34,11 @@ export interface Manifest {
 }
 
 /**
- * What is deployed: the kustomizations `kubectl apply -k` takes (the top-level one holds knative/ and db/).
- * skaffold renders the same ones (test/helpers/skaffold.ts checks).
+ * What is deployed: the kustomizations `kubectl apply -k` takes (the top-level one holds knative/ and db/;
+ * monitoring/ is applied on its own, where kube-prometheus-stack runs). skaffold renders the same ones
+ * (test/helpers/skaffold.ts checks).
  */
-export const DEPLOY_DIRS = ['.'];
+export const DEPLOY_DIRS = ['.', 'monitoring'];
 /** Folders whose YAML files must each be deployed by some kustomization. */
 export const MANIFEST_DIRS = ['knative', 'db'];
 /** kustomize's own files, not manifests. */
@@ -232,8 +233,7 @@ export function schemaProblems(manifest: Manifest): string[] {
   const kind = `${doc.apiVersion}/${doc.kind}`;
   let problems: string[];
   if (kubernetesModels[kind]) problems = modelProblems(kubernetesModels[kind], doc);
-  else if (isKnativeService(doc)) problems = (knativeServiceProblems ??= crdValidator('knative-serving-service-crd.yaml'))(doc);
-  else if (isSealedSecret(doc)) problems = (sealedSecretProblems ??= crdValidator('sealedsecret-crd.yaml'))(doc);
+  else if (CRD_SCHEMAS.has(kind)) problems = customResourceProblems(kind, doc);
   else problems = [`/: no schema for ${kind}: add one to test/helpers/manifests.ts before using this kind`];
   if (!doc.metadata?.name) problems.push('/metadata/name: missing');
   return problems.map((problem) => `${label(manifest)}: ${problem}`);
@@ -338,13 +338,23 @@ export function closeSchema(schema: unknown): unknown {
 export function newAjv(): Ajv {
   // Not strict: the schemas carry editor and Kubernetes keywords (x-kubernetes-*, x-intellij-*) that
   // only matter to other tools.
-  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
+  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true, code: { regExp: goRegExp } });
   ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && Math.abs(n) < 2 ** 31 });
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
   ajv.addFormat('byte', /^[A-Za-z0-9+/]*={0,2}$/);
   ajv.addFormat('date-time', true);
   return ajv;
 }
+
+/**
+ * CRD patterns are Go (RE2) regular expressions. prometheus-operator's start with `(?i)`, case-insensitive,
+ * which JavaScript spells as a flag.
+ */
+function goRegExp(pattern: string, flags: string): RegExp {
+  const caseInsensitive = /^\^?\(\?i\)/.test(pattern);
+  return new RegExp(caseInsensitive ? pattern.replace('(?i)', '') : pattern, caseInsensitive ? `${flags}i` : flags);
+}
+goRegExp.code = 'new RegExp';
 
 /**
  * A custom resource's problems against the first served version of the CRD in `file` (under test/schemas):
@@ -361,8 +371,19 @@ export function crdValidator(file: string): (doc: Obj) => string[] {
   return (doc) => [...(validate(doc) ? [] : (validate.errors ?? []).map(describeAjvError)), ...metadataProblems(doc)];
 }
 
-let knativeServiceProblems: ((doc: Obj) => string[]) | undefined;
-let sealedSecretProblems: ((doc: Obj) => string[]) | undefined;
+/** The custom resources we deploy, each with its CRD under test/schemas. */
+const CRD_SCHEMAS = new Map([
+  ['serving.knative.dev/v1/Service', 'knative-serving-service-crd.yaml'],
+  ['bitnami.com/v1alpha1/SealedSecret', 'sealedsecret-crd.yaml'],
+  ['monitoring.coreos.com/v1/PodMonitor', 'prometheus-operator-podmonitors-crd.yaml'],
+  ['monitoring.coreos.com/v1/PrometheusRule', 'prometheus-operator-prometheusrules-crd.yaml'],
+]);
+const crdValidators = new Map<string, (doc: Obj) => string[]>();
+
+function customResourceProblems(kind: string, doc: Obj): string[] {
+  if (!crdValidators.has(kind)) crdValidators.set(kind, crdValidator(CRD_SCHEMAS.get(kind)!));
+  return crdValidators.get(kind)!(doc);
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Knative's admission rules that its CRD schema does not express

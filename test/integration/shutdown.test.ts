@@ -152,7 +152,7 @@ test('a request that never finishes is given up at the bound: the pool still clo
     const { createServer } = require('node:http');
     const { drainOnShutdown } = require(${JSON.stringify(path.join(projectRoot, 'dist/functions/shared/http.js'))});
     const handler = (req, res) => void (req.url === '/ok' && res.end('ok')); // anything else never answers
-    const server = createServer(drainOnShutdown(handler, async () => console.log('closed'), 300));
+    const server = createServer(drainOnShutdown(handler, async () => console.log('closed'), { maxWaitMs: 300 }));
     server.listen(0, '127.0.0.1', () => console.log('port', server.address().port));
   `]);
   t.teardown(() => server.kill('SIGKILL'));

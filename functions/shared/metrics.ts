@@ -1,0 +1,96 @@
+/**
+ * Prometheus metrics, with prom-client's one registry per process: every request timed under its route's
+ * template, the process's own numbers (CPU, memory, event loop, GC), and the text `GET /metrics` answers.
+ * Each function counts its own few things beside the code that does them, with the classes exported here.
+ */
+import type { Request, Response } from '@google-cloud/functions-framework';
+import type * as PromClient from 'prom-client';
+
+// prom-client's index also loads its pushgateway, summaries, cluster support and the default metrics (with
+// OpenTelemetry's API, for exemplars we do not use): 15-30 ms of every cold start. So the pieces we use are
+// loaded one by one, and the default metrics at the first scrape (`processMetricsReady`).
+export const Counter: typeof PromClient.Counter = require('prom-client/lib/counter');
+export const Gauge: typeof PromClient.Gauge = require('prom-client/lib/gauge');
+export const Histogram: typeof PromClient.Histogram = require('prom-client/lib/histogram');
+const register: PromClient.Registry = require('prom-client/lib/registry').globalRegistry;
+
+/** The OpenTelemetry HTTP semantic conventions' buckets for a server's request duration, in seconds. */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+const requestDuration = new Histogram({
+  name: 'http_server_request_duration_seconds',
+  help: 'Time from a request reaching the function to its answer having gone out, by method, route template and status code',
+  labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
+  buckets: DURATION_BUCKETS,
+});
+
+// The methods HTTP defines (RFC 9110, and PATCH); any other is `_OTHER`, as the semantic conventions say.
+const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
+
+/**
+ * The template `path` falls under, among `templates` (`/images/:id` for `/images/42`, a `:name` standing
+ * for one path segment), or `other`: the label's values are ours, whatever path a client sends.
+ */
+export function routeOf(templates: readonly string[]): (path: string) => string {
+  const exact = new Set(templates.filter((template) => !template.includes(':')));
+  const patterns = templates
+    .filter((template) => template.includes(':'))
+    .map((template) => ({ template, regex: new RegExp(`^${template.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:\w+/g, '[^/]*')}$`) }));
+  return (path) => (exact.has(path) ? path : patterns.find(({ regex }) => regex.test(path))?.template ?? 'other');
+}
+
+/** The request's method when HTTP defines it, else `_OTHER`. */
+export function methodLabel(method: string): string {
+  return KNOWN_METHODS.has(method) ? method : '_OTHER';
+}
+
+/**
+ * Records `res`'s request in the duration histogram, once its answer has gone out (or its client left:
+ * then without a status code). Called from the one 'close' listener each request already has
+ * (`drainOnShutdown`), so timing costs no timer, promise or listener of its own.
+ */
+export function requestRecorder(templates: readonly string[]): (res: Response, startedAt: number) => void {
+  const route = routeOf(templates);
+  return (res, startedAt) => {
+    const req = res.req as Request;
+    const labels: Record<string, string | number> = { http_request_method: methodLabel(req.method), http_route: route(req.path) };
+    if (res.headersSent) labels.http_response_status_code = res.statusCode;
+    requestDuration.observe(labels, (performance.now() - startedAt) / 1000);
+  };
+}
+
+// Only counters may end in `_total` (promtool says so); the same numbers stay, by type, in the gauges without it.
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+// The event-loop delay is sampled this often; the first scrape waits for a few samples, or its lag would be empty.
+const EVENT_LOOP_SAMPLE_MS = 10;
+let processMetrics: Promise<void> | undefined;
+
+/**
+ * The process's own metrics (CPU, memory, heap, event-loop lag, GC), started at the first scrape: a process
+ * nobody scrapes never pays for them, and a cold start never does. CPU counts from then on.
+ */
+function processMetricsReady(): Promise<void> {
+  processMetrics ??= new Promise((resolve) => {
+    const collectDefaultMetrics: typeof PromClient.collectDefaultMetrics = require('prom-client/lib/defaultMetrics');
+    collectDefaultMetrics({ register, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    for (const name of MISNAMED_DEFAULTS) register.removeSingleMetric(name);
+    setTimeout(resolve, 3 * EVENT_LOOP_SAMPLE_MS);
+  });
+  return processMetrics;
+}
+
+/** Every metric of this process in Prometheus's text format. Reads only memory: never waits on Postgres or Pixabay. */
+export function sendMetrics(req: Request, res: Response): void {
+  processMetricsReady()
+    .then(() => register.metrics())
+    .then(
+      (text) => {
+        res.status(200).set('Content-Type', register.contentType).set('Cache-Control', 'no-store');
+        res.end(req.method === 'HEAD' ? undefined : text);
+      },
+      (error: unknown) => {
+        console.error('metrics could not be collected:', error);
+        res.status(500).type('text/plain').end('metrics could not be collected\n');
+      },
+    );
+}
