@@ -3,9 +3,10 @@
  * as it says, then each function run from the last stage's tree as its CMD does, on the image's Node,
  * as its USER, with NODE_ENV and the rest of its ENV, the env, Secrets (stand-ins) and volumes its Knative
  * Service gives it, and every filesystem read-only. pingpong counts in a real Postgres (applying the
- * migrations itself), log-output reads its ConfigMap's dotenv file where the manifest mounts it, and
- * image-proxy searches the stand-in Pixabay. A missing file, a dev dependency, a write to the filesystem
- * or a difference in the image's Node shows up as a problem naming the function and what it said.
+ * migrations itself), log-output reads its ConfigMap's dotenv file where the manifest mounts it,
+ * image-proxy searches the stand-in Pixabay, and each answers a scrape. A missing file, a dev dependency,
+ * a write to the filesystem or a difference in the image's Node shows up as a problem naming the function
+ * and what it said.
  */
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, cpSync, readdirSync, readFileSync } from 'node:fs';
@@ -124,6 +125,10 @@ async function rehearse(t: ExecutionContext, image: ImageTree, targets: string[]
     }
     running[target] = fn;
     await checks[target]!(fn, say, { db, pod });
+    // The process metrics load at the first scrape, from the bundle, and read /proc: that too as in the image.
+    const metrics = await get(fn, '/metrics');
+    const missing = ['http_server_request_duration_seconds_count', 'process_resident_memory_bytes'].filter((name) => !metrics.text.includes(`\n${name}`));
+    if (metrics.status !== 200 || missing.length) say(`GET /metrics answered ${metrics.status} without ${missing.join(', ')}: ${JSON.stringify(metrics.text.slice(0, 200))}`);
   }
   // Stopped as Kubernetes stops a pod, the last started first (log-output asks pingpong until then).
   for (const [target, fn] of Object.entries(running).reverse()) {
