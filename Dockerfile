@@ -4,7 +4,7 @@
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Install scripts only set up the embedded Postgres of `npm start` and the tests; tsc and esbuild need none.
+# Install scripts only set up the embedded Postgres of `npm start` and the tests; tsc needs none.
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY functions functions
@@ -24,7 +24,7 @@ ENV NODE_ENV=production
 COPY package.json ./
 COPY db/migrations db/migrations
 COPY --from=production-deps /app/node_modules node_modules
-COPY --from=build /app/dist/functions.cjs dist/functions.cjs
+COPY --from=build /app/dist/functions dist/functions
 # Where the compile cache goes (below): the only thing the image's user ever writes, and only while building.
 RUN mkdir .node-compile-cache && chown 1000:1000 .node-compile-cache
 # The image's node user, by number: runAsNonRoot can only be checked against a numeric user.
@@ -38,9 +38,9 @@ USER 1000:1000
 ENV NODE_COMPILE_CACHE=.node-compile-cache
 RUN for target in pingpong log-output image-proxy; do \
       FUNCTION_TARGET=$target PORT=0 timeout 3 \
-        node node_modules/@google-cloud/functions-framework/build/src/main.js --source=dist/functions.cjs > /dev/null; \
+        node node_modules/@google-cloud/functions-framework/build/src/main.js --source=dist/functions/index.cjs > /dev/null; \
       [ $? -eq 124 ] || { echo "$target exited while starting"; exit 1; }; \
     done
 EXPOSE 8080
 # node itself, not npm, so that SIGTERM reaches functions-framework and pingpong drains its requests.
-CMD ["node", "node_modules/@google-cloud/functions-framework/build/src/main.js", "--source=dist/functions.cjs"]
+CMD ["node", "node_modules/@google-cloud/functions-framework/build/src/main.js", "--source=dist/functions/index.cjs"]

@@ -236,7 +236,7 @@ interface NodeRun {
   compileCache?: string;
 }
 
-/** A function to start cold: its target, its env, its source (our bundle unless said). */
+/** A function to start cold: its target, its env, its source (our compiled entry unless said). */
 type ColdTarget = [string, NodeJS.ProcessEnv, string?];
 
 interface ColdStart {

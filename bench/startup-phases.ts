@@ -15,8 +15,8 @@ const mark = (phase: string) => {
 };
 mark('node started');
 
-// Inclusive time of every require of a package or of a file by its full path (the framework's entry, our
-// bundle); a package's own relative requires count in its time.
+// Inclusive time of every require of a package or of a file by its full path (the framework's entry, ours);
+// a package's own relative requires count in its time.
 const loading = new Map<string, number>();
 const moduleInternals = Module as unknown as { _load(request: string, parent: unknown, isMain: boolean): unknown };
 const load = moduleInternals._load;

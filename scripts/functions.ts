@@ -15,15 +15,11 @@ export function readFunctionPorts(env: Env): { 'log-output': number; pingpong: n
 /** functions-framework's own entry, run with `node` directly so signals reach it. */
 export const frameworkMain = path.join(path.dirname(require.resolve('@google-cloud/functions-framework')), 'main.js');
 
-/**
- * The functions, bundled by esbuild from functions/index.ts into one file (the framework left out: it must
- * stay one copy, as it keeps the registry of functions). `.cjs` tells the framework it is CommonJS, so it
- * does not load read-package-up to find out (see docs/cold-start.md).
- */
-export const functionsEntry = path.join(projectRoot, 'dist', 'functions.cjs');
+/** The compiled entry (functions/index.cts) that loads only the target's module. */
+export const functionsEntry = path.join(projectRoot, 'dist', 'functions', 'index.cjs');
 
 export interface SpawnOptions {
-  /** The module holding the function; our bundle unless said. */
+  /** The module holding the function; our compiled entry unless said. */
   source?: string;
   /** The `node` binary; this process's own unless said (the bench also runs the image's Node). */
   node?: string;

@@ -71,7 +71,7 @@ rehearsal('code that writes to its own directory, or loads a dev dependency, fai
   const writing = alter(image, 'writes', "require('node:fs').writeFileSync(require('node:path').join(__dirname, 'started.json'), '{}');");
   const writes = await rehearse(t, writing, ['image-proxy']);
   t.log(writes.join('\n'));
-  t.true(writes.some((problem) => /^image-proxy: did not start: .*EROFS: read-only file system, open '.*\/dist\/started\.json'/s.test(problem)), writes.join('\n'));
+  t.true(writes.some((problem) => /^image-proxy: did not start: .*EROFS: read-only file system, open '.*\/dist\/functions\/started\.json'/s.test(problem)), writes.join('\n'));
 
   const devDependency = alter(image, 'dev-dependency', "require('yaml');");
   const loads = await rehearse(t, devDependency, ['image-proxy']);
@@ -81,11 +81,11 @@ rehearsal('code that writes to its own directory, or loads a dev dependency, fai
 
 test.after.always(() => scratch.remove());
 
-/** A copy of the image whose bundle first runs `code`. */
+/** A copy of the image whose entry also runs `code`. */
 function alter(image: ImageTree, name: string, code: string): ImageTree {
   const root = `${image.root}-${name}`;
   cpSync(image.root, root, { recursive: true, verbatimSymlinks: true });
-  appendFileSync(path.join(root, image.workdir, 'dist', 'functions.cjs'), `\n${code}\n`);
+  appendFileSync(path.join(root, image.workdir, 'dist', 'functions', 'index.cjs'), `\n${code}\n`);
   return { ...image, root };
 }
 
@@ -125,7 +125,7 @@ async function rehearse(t: ExecutionContext, image: ImageTree, targets: string[]
     }
     running[target] = fn;
     await checks[target]!(fn, say, { db, pod });
-    // The process metrics load at the first scrape, from the bundle, and read /proc: that too as in the image.
+    // The process metrics load at the first scrape, and read /proc: that too as in the image.
     const metrics = await get(fn, '/metrics');
     const missing = ['http_server_request_duration_seconds_count', 'process_resident_memory_bytes'].filter((name) => !metrics.text.includes(`\n${name}`));
     if (metrics.status !== 200 || missing.length) say(`GET /metrics answered ${metrics.status} without ${missing.join(', ')}: ${JSON.stringify(metrics.text.slice(0, 200))}`);
@@ -144,14 +144,14 @@ async function rehearse(t: ExecutionContext, image: ImageTree, targets: string[]
 /**
  * The compile cache the image's build filled is the one a start reads, from the read-only tree: Node's own
  * debug output (NODE_DEBUG_NATIVE=COMPILE_CACHE) says whether it accepted the entries for the framework's
- * entry and our bundle.
+ * entry and ours.
  */
 async function compileCacheProblems(t: ExecutionContext, image: ImageTree): Promise<string[]> {
   const pod = podOf(manifests, 'image-proxy', { secrets: { 'pixabay-apikey': { API_KEY: 'unused' } }, env: { NODE_DEBUG_NATIVE: 'COMPILE_CACHE' } }, scratch.dir);
   const fn = await startFunction(t, 'image-proxy', {}, { spawn: (_target, port) => spawnAsImage(image, node!.path, pod, port, scratch.dir) });
   await fn.stop();
   const tree = path.join(image.root, image.workdir);
-  return [image.command.find((arg) => arg.endsWith('main.js'))!, 'dist/functions.cjs']
+  return [image.command.find((arg) => arg.endsWith('main.js'))!, 'dist/functions/index.cjs']
     .filter((file) => !fn.output().includes(`cache for ${path.join(tree, file)} was accepted`))
     .map((file) => `the compile cache in ${image.env.NODE_COMPILE_CACHE} was not used for ${file}; Node said:\n${fn.output().split('\n').filter((line) => line.includes('[compile cache]')).slice(0, 8).join('\n')}`);
 }

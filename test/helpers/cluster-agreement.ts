@@ -43,8 +43,8 @@ export function functionProblems(manifest: Manifest, manifests: Manifest[], root
   if (!existsSync(entry)) return [`${label(manifest)}: ${at}/env: FUNCTION_TARGET ${target}: there is no functions/${target}/index.ts`];
   const source = readFileSync(entry, 'utf8');
   if (!new RegExp(`\\bhttp\\(\\s*'${target}'`).test(source)) report(`${at}/env`, `functions/${target}/index.ts does not register http('${target}', ...)`);
-  if (!readFileSync(path.join(root, 'functions', 'index.ts'), 'utf8').includes(`require('./${target}')`)) {
-    report(`${at}/env`, `functions/index.ts does not load ./${target}`);
+  if (!readFileSync(path.join(root, 'functions', 'index.cts'), 'utf8').includes(`require('./${target}')`)) {
+    report(`${at}/env`, `functions/index.cts does not load ./${target}`);
   }
 
   const read = envVarsRead(entry);

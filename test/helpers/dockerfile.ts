@@ -3,7 +3,7 @@
  * runtime stage's files, user and command, the production install, and the compiled code's imports.
  */
 import { builtinModules } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
 import { migrationsDir } from '../../functions/shared/db';
@@ -132,21 +132,32 @@ export function dockerignoreProblems(root = projectRoot): string[] {
 }
 
 /**
- * The bundled functions may load only Node's own modules and production dependencies: the image has
- * nothing else. Reads the bundle, so `npm run build` comes first (as in `npm test`).
+ * The compiled functions may load only Node's own modules and production dependencies: the image has
+ * nothing else. Reads dist/, so `npm run build` comes first (as in `npm test`).
  */
 export function runtimeImportProblems(root = projectRoot): string[] {
-  const bundle = path.join(root, relative(functionsEntry));
-  if (!existsSync(bundle)) return [`${relative(functionsEntry)}: missing; run \`npm run build\` first`];
+  const dist = path.join(root, 'dist', 'functions');
+  if (!existsSync(dist)) return ['dist/functions: missing; run `npm run build` first'];
   const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as Obj;
   const production = new Set(Object.keys(pkg.dependencies ?? {}));
   const problems: string[] = [];
-  for (const [, specifier] of readFileSync(bundle, 'utf8').matchAll(/require\("([^"]+)"\)/g)) {
-    if (specifier!.startsWith('.') || specifier!.startsWith('node:') || builtinModules.includes(specifier!)) continue;
-    const name = specifier!.startsWith('@') ? specifier!.split('/').slice(0, 2).join('/') : specifier!.split('/')[0]!;
-    if (!production.has(name)) problems.push(`${relative(functionsEntry)}: requires ${name}, which is not a production dependency`);
+  for (const file of jsFiles(dist)) {
+    // tsc writes an import's require with double quotes; a require in the source keeps its own.
+    for (const [, , specifier] of readFileSync(file, 'utf8').matchAll(/require\((["'])([^"']+)\1\)/g)) {
+      if (specifier!.startsWith('.') || specifier!.startsWith('node:') || builtinModules.includes(specifier!)) continue;
+      const name = specifier!.startsWith('@') ? specifier!.split('/').slice(0, 2).join('/') : specifier!.split('/')[0]!;
+      if (!production.has(name)) problems.push(`${path.relative(root, file)}: requires ${name}, which is not a production dependency`);
+    }
   }
   return problems;
+}
+
+function jsFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const file = path.join(dir, name);
+    if (statSync(file).isDirectory()) return jsFiles(file);
+    return /\.c?js$/.test(name) ? [file] : [];
+  });
 }
 
 function envValue(service: Obj, name: string): string | undefined {

@@ -31,15 +31,17 @@ test('the build context leaves out secrets, local data and build output', (t) =>
   t.deepEqual(dockerignoreProblems(root), ['.dockerignore: must exclude .data', '.dockerignore: must exclude .env']);
 });
 
-test('the bundled functions load only Node\'s modules and production dependencies: no ts-node, nothing from devDependencies', (t) => {
+test('the compiled functions load only Node\'s modules and production dependencies: no ts-node, nothing from devDependencies', (t) => {
   t.deepEqual(runtimeImportProblems(), []);
   const root = mkdtempSync(path.join(tmpdir(), 'dist-'));
-  mkdirSync(path.join(root, 'dist'));
-  writeFileSync(path.join(root, 'package.json'), JSON.stringify({ dependencies: { postgres: '1' }, devDependencies: { 'ts-node': '1' } }));
-  writeFileSync(path.join(root, 'dist', 'functions.cjs'), 'require("node:fs"); require("fs"); require("./b"); require("postgres"); require("ts-node/register"); require("@scope/pkg/x");');
+  mkdirSync(path.join(root, 'dist', 'functions', 'shared'), { recursive: true });
+  writeFileSync(path.join(root, 'package.json'), JSON.stringify({ dependencies: { postgres: '1' }, devDependencies: { 'ts-node': '1', yaml: '1' } }));
+  writeFileSync(path.join(root, 'dist', 'functions', 'shared', 'a.js'), 'require("node:fs"); require("fs"); require("./b"); require("postgres"); require("ts-node/register"); require("@scope/pkg/x");');
+  writeFileSync(path.join(root, 'dist', 'functions', 'index.cjs'), "require('./a'); require('yaml');");
   t.deepEqual(runtimeImportProblems(root), [
-    'dist/functions.cjs: requires ts-node, which is not a production dependency',
-    'dist/functions.cjs: requires @scope/pkg, which is not a production dependency',
+    "dist/functions/index.cjs: requires yaml, which is not a production dependency",
+    'dist/functions/shared/a.js: requires ts-node, which is not a production dependency',
+    'dist/functions/shared/a.js: requires @scope/pkg, which is not a production dependency',
   ]);
 });
 
@@ -54,7 +56,7 @@ test('the command: node itself, exec form, the local runner\'s framework entry a
   assertCaught(t, problemsAfter(/^CMD .*$/m, 'CMD ["npm", "start"]'), /CMD must start node directly/);
   assertCaught(t, problemsAfter(/^CMD .*$/m, 'CMD node node_modules/@google-cloud/functions-framework/build/src/main.js'), /CMD must use the exec form/);
   assertCaught(t, problemsAfter(/^(CMD .*)build\/src\/main\.js/m, '$1build/src/index.js'), /must run node_modules\/@google-cloud\/functions-framework\/build\/src\/main\.js/);
-  assertCaught(t, problemsAfter(/^(CMD .*)--source=dist\/functions\.cjs/m, '$1--source=dist/index.js'), /must pass --source=dist\/functions\.cjs/);
+  assertCaught(t, problemsAfter(/^(CMD .*)--source=dist\/functions\/index\.cjs/m, '$1--source=dist/index.js'), /must pass --source=dist\/functions\/index\.cjs/);
   assertCaught(t, problemsAfter(/^CMD \["node", /m, 'CMD ["node", "-r", "ts-node/register", '), /no ts-node at run time/);
 });
 
@@ -72,7 +74,7 @@ test('the compile cache: filled after the last COPY, as the runtime user, by sta
   assertCaught(t, problemsAfter('for target in pingpong log-output image-proxy', 'for target in pingpong log-output'), /the RUN that fills the compile cache does not start image-proxy/);
   const userLast = dockerfile.replace('USER 1000:1000\n', '').replace('EXPOSE 8080', 'USER 1000:1000\nEXPOSE 8080');
   assertCaught(t, dockerfileProblems(userLast, manifests), /no RUN after the last COPY and USER starts/);
-  assertCaught(t, problemsAfter('--source=dist/functions.cjs > /dev/null', '--source=dist/index.js > /dev/null'), /no RUN after the last COPY and USER starts/);
+  assertCaught(t, problemsAfter('--source=dist/functions/index.cjs > /dev/null', '--source=dist/index.js > /dev/null'), /no RUN after the last COPY and USER starts/);
 });
 
 test('stages: more than one, base images pinned, and the port the manifests declare', (t) => {
