@@ -95,7 +95,7 @@ async function fuzzFunction(t: ExecutionContext, fn: RunningFunction, salt: numb
   t.true(peakMb < MAX_RSS_MB, `peak RSS ${peakMb.toFixed(0)} MB stays under ${MAX_RSS_MB} MB`);
 
   const traces = stackTraces(fn.output());
-  const ours = traces.filter((trace) => trace.includes('/dist/functions'));
+  const ours = traces.filter((trace) => trace.includes('/dist/functions/'));
   t.deepEqual(ours, [], 'no stack trace runs through our code');
   t.false(/Uncaught exception|Unhandled rejection/.test(fn.output()), 'nothing went unhandled');
   t.log(`crashes: ${fn.running() ? 0 : 1}; stack traces in the log: ${traces.length}, from our code: ${ours.length}`);
