@@ -304,7 +304,7 @@ async function coldStart(target: string, env: NodeJS.ProcessEnv, options: SpawnO
 
 /**
  * A compile cache as the Dockerfile fills it: each function started as CMD starts it, stopped (SIGTERM)
- * once it listens, before any request, when Node writes the cache. Resolves with the folder.
+ * after it listens, before any request, when Node writes the cache. Resolves with the folder.
  */
 async function fillCompileCache(node: string, targets: ColdTarget[]): Promise<string> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-compile-cache-'));
@@ -316,9 +316,13 @@ async function fillCompileCache(node: string, targets: ColdTarget[]): Promise<st
     child.stderr!.on('data', () => undefined);
     const exited = new Promise((resolve) => child.once('exit', resolve));
     await listening(port, 15_000);
+    // The framework takes over SIGTERM (and exits, writing the cache) only once its listen callback has run.
+    await new Promise((resolve) => setTimeout(resolve, 300));
     child.kill('SIGTERM');
     await exited;
   }
+  const entries = readdirSync(dir, { recursive: true }).length;
+  if (entries < 10) throw new Error(`the compile cache in ${dir} holds ${entries} entries: did ${node} not write it?`);
   return dir;
 }
 
