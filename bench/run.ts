@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     const bare = await startBare();
     const pingpongs = [await start('pingpong', dbEnv), await start('pingpong', dbEnv), await start('pingpong', dbEnv)];
     const naive = await start('naive-pingpong', dbEnv, path.join(projectRoot, 'dist', 'bench', 'naive-pingpong.js'));
-    const logOutput = await start('log-output', { PINGPONG_URL: pingpongs[0]!.url, ENV_FILE: path.join(projectRoot, 'scripts', 'log-output.env') });
+    const logOutput = await start('log-output', { PINGPONG_URL: pingpongs[0]!.url, ENV_FILE: path.join(projectRoot, 'knative', 'log-output.env') });
     pixabay = await startFakePixabay();
     const imageProxy = await start('image-proxy', pixabay.env);
     const functions = [...pingpongs, logOutput, imageProxy];

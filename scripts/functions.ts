@@ -1,7 +1,16 @@
 /** Runs one function the way the cluster does: functions-framework in its own process, compiled JS, `FUNCTION_TARGET` and `PORT`. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { projectRoot } from '../functions/shared/config';
+import { projectRoot, readInt, type Env } from '../functions/shared/config';
+
+/** The ports `npm start` serves the functions on (and `npm run monitor` scrapes): 8080, 8081, 8082 unless set. */
+export function readFunctionPorts(env: Env): { 'log-output': number; pingpong: number; 'image-proxy': number } {
+  return {
+    'log-output': readInt(env, 'LOG_OUTPUT_PORT', 8080, 1, 65535),
+    pingpong: readInt(env, 'PINGPONG_PORT', 8081, 1, 65535),
+    'image-proxy': readInt(env, 'IMAGE_PROXY_PORT', 8082, 1, 65535),
+  };
+}
 
 /** functions-framework's own entry, run with `node` directly so signals reach it. */
 export const frameworkMain = path.join(path.dirname(require.resolve('@google-cloud/functions-framework')), 'main.js');

@@ -1,6 +1,6 @@
 /**
  * Sealing values so that the sealed-secrets controller can open them, without kubeseal. The format is
- * bitnami-labs/sealed-secrets' `HybridEncrypt` (pkg/crypto/crypto.go) and the manifest is the one
+ * bitnami/sealed-secrets' `HybridEncrypt` (pkg/crypto/crypto.go) and the manifest is the one
  * `kubeseal --format yaml` writes (pkg/kubeseal, pkg/apis/sealedsecrets/v1alpha1).
  */
 import { X509Certificate, constants, createCipheriv, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';

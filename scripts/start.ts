@@ -9,20 +9,16 @@
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { projectRoot, readInt } from '../functions/shared/config';
+import { projectRoot } from '../functions/shared/config';
 import { connect, migrate, readDatabaseConfig } from '../functions/shared/db';
-import { spawnFunction, waitForHttp } from './functions';
+import { readFunctionPorts, spawnFunction, waitForHttp } from './functions';
 import { readLocalDatabaseConfig } from './local-database';
 import { startLocalPostgres, type LocalPostgres } from './local-postgres';
 import { startPixabayStandIn, type PixabayStandIn } from './pixabay-stand-in';
 
 const env = process.env;
 const demo = readDemoSwitch();
-const ports = {
-  'log-output': readInt(env, 'LOG_OUTPUT_PORT', 8080, 1, 65535),
-  pingpong: readInt(env, 'PINGPONG_PORT', 8081, 1, 65535),
-  'image-proxy': readInt(env, 'IMAGE_PROXY_PORT', 8082, 1, 65535),
-};
+const ports = readFunctionPorts(env);
 const { databaseUrl: configuredUrl, libpq, embeddedDir, embeddedPort } = readLocalDatabaseConfig(env);
 const useEmbedded = !configuredUrl && !libpq;
 
@@ -49,7 +45,7 @@ async function main(): Promise<void> {
   run('pingpong', ports.pingpong, { DATABASE_URL: databaseUrl });
   run('log-output', ports['log-output'], {
     PINGPONG_URL: pingpongUrl,
-    ENV_FILE: env.ENV_FILE ?? path.join(projectRoot, 'scripts', 'log-output.env'),
+    ENV_FILE: env.ENV_FILE ?? path.join(projectRoot, 'knative', 'log-output.env'),
   });
   if (demo) {
     standIn = await startPixabayStandIn();

@@ -44,6 +44,8 @@ http(
   // Drained on SIGTERM so that images already streaming are not cut off; nothing else to close.
   managed((req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
+    // The probes' path: up means up, key or no key (without one every other route says so), and never a Pixabay call.
+    if (req.path === '/livez') return void res.type('text/plain').send('ok');
     if (!pixabay) return sendReason(res, 503, 'API_KEY is not set');
     const fail = (error: unknown) => {
       const failure = explain(pixabay, req, error);

@@ -1,12 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
-import { ConfigError, readHttpUrl, type Env } from '../shared/config';
+import { ConfigError, readHttpUrl, readInt, type Env } from '../shared/config';
 
 export interface LogOutputConfig {
   /** The first line of `GET /`; undefined leaves the line out. */
   message: string | undefined;
   /** Where pingpong answers `GET /pongs`. */
   pingpongUrl: string;
+  /** How long a request waits for pingpong before answering 503. */
+  pingpongTimeoutMs: number;
 }
 
 /** `MESSAGE` comes from the dotenv file at `ENV_FILE` (a ConfigMap in the cluster); a `MESSAGE` variable overrides it. */
@@ -15,6 +17,8 @@ export function readLogOutputConfig(env: Env): LogOutputConfig {
   return {
     message: env.MESSAGE ?? fromFile.MESSAGE,
     pingpongUrl: readHttpUrl(env, 'PINGPONG_URL', 'http://localhost:8081'),
+    // Short by default (locally pingpong is up or down, never waking); the cluster sets longer, for its cold start.
+    pingpongTimeoutMs: readInt(env, 'PINGPONG_TIMEOUT_MS', 2000, 1, 60_000),
   };
 }
 

@@ -16,7 +16,9 @@ const instanceId = uuidv4();
 console.log(stampLine(new Date(), instanceId));
 const stamping = setInterval(() => console.log(stampLine(new Date(), instanceId)), 5000);
 
-const PINGPONG_DEADLINE_MS = 2000;
+const PINGPONG_DEADLINE_MS = config.pingpongTimeoutMs;
+// The start-up gate of GET /healthz: closed until pingpong has answered once, then open for good.
+let pingpongHasAnswered = false;
 
 const PINGPONG_FAILURE_REASONS = ['timeout', 'unreachable', 'bad_status', 'bad_body'] as const;
 type PingpongFailureReason = (typeof PINGPONG_FAILURE_REASONS)[number];
@@ -62,7 +64,12 @@ http(
   'log-output',
   managed(async (req, res) => {
     if (!allowMethods(req, res, ['GET', 'HEAD'])) return;
+    // Liveness asks nothing else: pingpong being down must not restart log-output.
+    if (req.path === '/livez') return void res.type('text/plain').send('ok');
     if (req.path !== '/' && req.path !== '/healthz') return sendNotFound(req, res);
+    // Ready once pingpong has answered (the course's rule), without asking it again on every probe, so that
+    // the probes do not keep pingpong from scaling to zero.
+    if (req.path === '/healthz' && pingpongHasAnswered) return void res.type('text/plain').send('ok');
     let pongs: number;
     try {
       pongs = await nextPongs();
@@ -72,6 +79,7 @@ http(
       pingpongFailures.inc({ reason: error instanceof PingpongFailure ? error.reason : 'timeout' });
       return sendReason(res, 503, (error as Error).message);
     }
+    pingpongHasAnswered = true;
     if (req.path === '/healthz') return void res.type('text/plain').send('ok');
     res.type('text/plain').send(pageText(config.message, stampLine(new Date(), instanceId), pongs));
   }, { routes: ['/', '/healthz'], close: async () => clearInterval(stamping) }),

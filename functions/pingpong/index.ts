@@ -71,6 +71,9 @@ http(
         return answer(req, res, countPongs(), (pongs) => res.json({ pongs }));
       case '/healthz':
         return answer(req, res, withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database'), () => res.type('text/plain').send('ok'));
+      case '/livez':
+        // Liveness never asks Postgres: a database outage must not restart every pod.
+        return void res.type('text/plain').send('ok');
       default:
         return sendNotFound(req, res);
     }

@@ -3,7 +3,7 @@
  * connection limit and image, and the house rules for containers. Problems are lines as in
  * ./manifests.ts; an empty list means they agree.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
 import { containers, isKnativeService, label, podTemplates, scaleBounds, type Manifest, type Obj } from './manifests';
@@ -90,6 +90,63 @@ export function clusterEnvProblems(manifests: Manifest[]): string[] {
       ]);
       if (!target || !CLUSTER_ENV[target]) return [`${label(manifest)}: /spec/template/spec/containers/0/env: FUNCTION_TARGET ${target ?? '(unset)'} is not a function this project deploys`];
       return CLUSTER_ENV[target].filter((name) => !given.has(name)).map((name) => `${label(manifest)}: /spec/template/spec/containers/0: ${name} is not set, by env or by envFrom`);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Probes
+
+export interface ProbePaths {
+  /** Liveness: answers from the process alone, never from a dependency (test/integration/probes.test.ts proves it). */
+  alive: string;
+  /** Readiness: what a pod must have before it gets traffic. */
+  ready: string;
+  /** The start-up gate, where start-up can be slow. */
+  startup?: string;
+  /** A variable that sets how long the `ready`/`startup` path may wait for a dependency, and its default. */
+  waits?: { variable: string; defaultMs: number };
+}
+
+/** What each function's probes ask: docs/updating.md explains why. */
+export const PROBES: Record<string, ProbePaths> = {
+  pingpong: { alive: '/livez', ready: '/healthz' },
+  // /healthz answers 503 until pingpong has answered once, then 200 for good: the course's rule as a gate.
+  'log-output': { alive: '/livez', ready: '/healthz', startup: '/healthz', waits: { variable: 'PINGPONG_TIMEOUT_MS', defaultMs: 2000 } },
+  // Ready means up: the only thing it could ask is Pixabay, and a missing key must still reach users as a 503.
+  'image-proxy': { alive: '/livez', ready: '/livez' },
+};
+
+/**
+ * Each Knative Service probes what PROBES says: liveness on the path that asks nothing else, readiness
+ * and start-up on theirs, and a probe on a path that waits for a dependency waits longer than the
+ * function does, so that it sees the function's 503 and reason rather than timing out itself.
+ */
+export function probeProblems(manifests: Manifest[]): string[] {
+  return manifests
+    .filter((m) => isKnativeService(m.doc))
+    .flatMap((manifest) => {
+      const problems: string[] = [];
+      const at = '/spec/template/spec/containers/0';
+      const report = (where: string, message: string) => problems.push(`${label(manifest)}: ${at}/${where}: ${message}`);
+      const target = functionTarget(manifest.doc);
+      const expected = target ? PROBES[target] : undefined;
+      if (!expected) return [`${label(manifest)}: ${at}/env: FUNCTION_TARGET ${target ?? '(unset)'} has no entry in PROBES`];
+      const container: Obj = manifest.doc.spec?.template?.spec?.containers?.[0] ?? {};
+      const env: Obj[] = container.env ?? [];
+      const waitMs = expected.waits ? Number(env.find((v) => v.name === expected.waits!.variable)?.value ?? expected.waits.defaultMs) : 0;
+      const wanted: [string, string | undefined][] = [['livenessProbe', expected.alive], ['readinessProbe', expected.ready], ['startupProbe', expected.startup]];
+      for (const [probe, path] of wanted) {
+        const actual = container[probe]?.httpGet?.path;
+        if (path === undefined) {
+          if (container[probe]) report(probe, `PROBES gives ${target} none: add it there, and to docs/updating.md, first`);
+          continue;
+        }
+        if (actual !== path) report(`${probe}/httpGet/path`, `must be ${path}, got ${actual ?? 'no httpGet probe'}`);
+        else if (expected.waits && path !== expected.alive && (container[probe].timeoutSeconds ?? 1) * 1000 <= waitMs) {
+          report(`${probe}/timeoutSeconds`, `${container[probe].timeoutSeconds ?? 1} s is not longer than ${expected.waits.variable} (${waitMs} ms)`);
+        }
+      }
+      return problems;
     });
 }
 
@@ -204,29 +261,14 @@ export function postgresProblems(manifests: Manifest[]): string[] {
 // ---------------------------------------------------------------------------------------------------
 // Files
 
-/** Folders whose files may also travel in a ConfigMap (the dotenv of `npm start`, scripts). */
-const TREE_FILE_DIRS = ['scripts', 'db'];
-
 /**
- * A ConfigMap key named like a file in the tree must hold that file's text; ENV_FILE must point at a
- * key of a ConfigMap or Secret mounted in its container, and so must any variable naming a path inside
- * such a mount.
+ * ENV_FILE must point at a key of a ConfigMap or Secret mounted in its container, and so must any
+ * variable naming a path inside such a mount. (A ConfigMap holding a file of the tree is generated from
+ * it by kustomize, so there is no copy to keep equal.)
  */
-export function fileProblems(manifests: Manifest[], root = projectRoot): string[] {
+export function fileProblems(manifests: Manifest[]): string[] {
   const problems: string[] = [];
   const report = (manifest: Manifest, at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
-  const treeFiles = TREE_FILE_DIRS.flatMap((dir) => filesUnder(root, dir));
-
-  for (const manifest of manifests.filter((m) => m.doc.kind === 'ConfigMap')) {
-    for (const [key, text] of Object.entries((manifest.doc.data ?? {}) as Record<string, string>)) {
-      const twins = treeFiles.filter((file) => path.posix.basename(file) === key);
-      if (twins.length > 1) report(manifest, `/data/${key}`, `ambiguous: ${twins.join(', ')} all have this name`);
-      else if (twins.length === 1 && readFileSync(path.join(root, twins[0]!), 'utf8') !== text) {
-        report(manifest, `/data/${key}`, `differs from ${twins[0]}: keep the two the same`);
-      }
-    }
-  }
-
   for (const manifest of manifests) {
     for (const pod of podTemplates(manifest.doc)) {
       for (const { at, container } of containers(pod)) {
@@ -261,14 +303,6 @@ function mountedFile(file: string, container: Obj, podSpec: Obj, manifests: Mani
     return key !== undefined && keys.includes(key) ? 'ok' : `${name} has no key for ${relative}`;
   }
   return 'no ConfigMap or Secret is mounted above it';
-}
-
-function filesUnder(root: string, dir: string): string[] {
-  if (!existsSync(path.join(root, dir))) return [];
-  return readdirSync(path.join(root, dir)).flatMap((name) => {
-    const file = path.posix.join(dir, name);
-    return statSync(path.join(root, file)).isDirectory() ? filesUnder(root, file) : [file];
-  });
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -7,39 +7,137 @@
  * Every check returns problems, one line each (`file Kind/name: /json/pointer: what is wrong`); an
  * empty list means it passes. Tests break the manifests on purpose and expect a matching line.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import Ajv, { type ErrorObject } from 'ajv';
 import { ObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta';
-import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
+import { DaemonSet, Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
-import { ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service } from 'kubernetes-models/v1';
+import { ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service } from 'kubernetes-models/v1';
 import { parse, parseAllDocuments } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
+import { testUnless } from './tools';
 
 // Parsed YAML: the checks walk it freely and report what they do not find.
 export type Obj = Record<string, any>;
 
 export interface Manifest {
-  /** Relative to the project root, e.g. `knative/pingpong.yaml`. */
+  /**
+   * The file the object came from, relative to the project root (`knative/pingpong.yaml`); for an object a
+   * kustomize generator made, the kustomization that made it (`knative/kustomization.yaml`).
+   */
   file: string;
   doc: Obj;
 }
 
-/** Every YAML file under these folders is a manifest, whoever adds it. */
+/**
+ * What is deployed: the kustomizations `kubectl apply -k` takes (the top-level one holds knative/ and db/;
+ * monitoring/ is applied on its own, where kube-prometheus-stack runs). skaffold renders the same ones
+ * (test/helpers/skaffold.ts checks).
+ */
+export const DEPLOY_DIRS = ['.', 'monitoring'];
+/** Folders whose YAML files must each be deployed by some kustomization. */
 export const MANIFEST_DIRS = ['knative', 'db'];
+/** kustomize's own files, not manifests. */
+const KUSTOMIZE_FILES = ['kustomization.yaml', 'kustomizeconfig.yaml'];
 export const NAMESPACE = 'exercises';
 export const SCHEMAS_DIR = path.join(projectRoot, 'test', 'schemas');
 
 // ---------------------------------------------------------------------------------------------------
-// Loading
+// Loading: what kustomize renders, as kubectl would apply it
 
-/** Every document of every YAML file under MANIFEST_DIRS, parsed as kubectl does (YAML 1.1). */
-export function loadManifests(root = projectRoot): Manifest[] {
-  return manifestFiles(root).flatMap((file) => readYamlDocuments(path.join(root, file)).map((doc) => ({ file, doc })));
+/** kustomize 5 came with kubectl 1.27; older ones (Debian's kubernetes-client is 1.20) lack what the kustomizations use. */
+const KUSTOMIZE_MAJOR = 5;
+
+/** Why the kustomizations cannot be rendered here, or undefined when a recent enough kubectl is on the PATH. */
+export function kubectlProblem(): string | undefined {
+  const run = spawnSync('kubectl', ['version', '--client', '--output=json'], { encoding: 'utf8' });
+  const install = 'install kubectl 1.27 or later (Debian\'s kubernetes-client, 1.20, is too old)';
+  if (run.error) return `kubectl not found: ${install}`;
+  const kustomize = (() => {
+    try {
+      return String(JSON.parse(run.stdout).kustomizeVersion ?? '');
+    } catch {
+      return '';
+    }
+  })();
+  const major = Number(/^v?(\d+)\./.exec(kustomize)?.[1]);
+  if (!(major >= KUSTOMIZE_MAJOR)) return `kubectl's kustomize is ${kustomize || 'missing'}, older than ${KUSTOMIZE_MAJOR}: ${install}`;
+  return undefined;
 }
 
+const kubectlMissing = kubectlProblem();
+
+/** `test` for tests of the rendered manifests: skipped loudly without a recent kubectl, failed under CI=true. */
+export const manifestTest = testUnless(kubectlMissing, 'kubectl');
+
+/** Every object the DEPLOY_DIRS render to, with the file each came from; none without a recent kubectl. */
+export function loadManifests(root = projectRoot): Manifest[] {
+  if (kubectlMissing) return [];
+  return DEPLOY_DIRS.flatMap((dir) => renderKustomization(dir, root));
+}
+
+/**
+ * `kubectl kustomize <dir>`, each object with the file it came from. kustomize records that in an
+ * annotation when asked (buildMetadata: [originAnnotations]); we ask through a wrapper kustomization in
+ * a temporary folder, so the one in the tree stays as it is deployed, then drop the annotation again.
+ * Throws kubectl's own reason when the kustomization does not render. The tree does not change while
+ * tests run, so each folder is rendered once per process (and handed out as a fresh copy).
+ */
+export function renderKustomization(dir: string, root = projectRoot): Manifest[] {
+  const key = `${path.resolve(root)}\0${dir}`;
+  let rendered = renders.get(key);
+  if (!rendered) {
+    rendered = renderWithOrigins(dir, root);
+    renders.set(key, rendered);
+  }
+  return structuredClone(rendered);
+}
+const renders = new Map<string, Manifest[]>();
+
+function renderWithOrigins(dir: string, root: string): Manifest[] {
+  const wrapper = mkdtempSync(path.join(tmpdir(), 'kustomize-'));
+  try {
+    const target = path.relative(wrapper, path.resolve(root, dir)) || '.';
+    writeFileSync(path.join(wrapper, 'kustomization.yaml'), `resources:\n  - ${JSON.stringify(target)}\nbuildMetadata: [originAnnotations]\n`);
+    const text = (() => {
+      try {
+        return kustomize(wrapper);
+      } catch (error) {
+        throw new Error(`kubectl kustomize ${dir} failed: ${(error as Error).message.replace(/^kubectl kustomize \S+ failed: /, '')}`);
+      }
+    })();
+    return parseYamlDocuments(text, `kubectl kustomize ${dir}`).map((doc) => {
+      const annotations: Obj = doc.metadata?.annotations ?? {};
+      const origin = parse(String(annotations[ORIGIN] ?? '')) as Obj | null;
+      delete annotations[ORIGIN];
+      if (doc.metadata?.annotations && Object.keys(annotations).length === 0) delete doc.metadata.annotations;
+      const from = origin?.path ?? origin?.configuredIn;
+      const file = from ? path.relative(root, path.resolve(wrapper, from)).split(path.sep).join('/') : `${dir}/?`;
+      return { file, doc };
+    });
+  } finally {
+    rmSync(wrapper, { recursive: true, force: true });
+  }
+}
+const ORIGIN = 'config.kubernetes.io/origin';
+
+/** The YAML `kubectl kustomize <dir>` prints, as it prints it; throws kubectl's reason when it fails. */
+export function kustomize(dir: string): string {
+  const run = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (run.error) throw run.error;
+  if (run.status !== 0) {
+    // kubectl wraps the reason in a log line: E1201 ... run.go:72] "command failed" err="<reason>"
+    const reason = /err="((?:[^"\\]|\\.)*)"/.exec(run.stderr)?.[1]?.replace(/\\(.)/g, '$1') ?? run.stderr.trim();
+    throw new Error(`kubectl kustomize ${dir} failed: ${reason}`);
+  }
+  return run.stdout;
+}
+
+/** The YAML files under MANIFEST_DIRS, kustomize's own left out: each should be deployed. */
 export function manifestFiles(root = projectRoot): string[] {
   const found: string[] = [];
   const walk = (dir: string) => {
@@ -47,19 +145,25 @@ export function manifestFiles(root = projectRoot): string[] {
     for (const name of readdirSync(path.join(root, dir)).sort()) {
       const file = path.posix.join(dir, name);
       if (statSync(path.join(root, file)).isDirectory()) walk(file);
-      else if (/\.ya?ml$/.test(name)) found.push(file);
+      else if (/\.ya?ml$/.test(name) && !KUSTOMIZE_FILES.includes(name)) found.push(file);
     }
   };
   MANIFEST_DIRS.forEach(walk);
   return found;
 }
 
+/** Manifest files that no object rendered from the DEPLOY_DIRS came from: left out of every kustomization. */
+export function undeployedFiles(manifests: Manifest[], root = projectRoot): string[] {
+  const deployed = new Set(manifests.map((m) => m.file));
+  return manifestFiles(root).filter((file) => !deployed.has(file));
+}
+
 /** YAML 1.1 like kubectl's parser, so `value: yes` is a boolean here too; empty documents are skipped. */
-export function readYamlDocuments(file: string): Obj[] {
-  return parseAllDocuments(readFileSync(file, 'utf8'), { version: '1.1' })
+export function parseYamlDocuments(text: string, source: string): Obj[] {
+  return parseAllDocuments(text, { version: '1.1' })
     .map((doc) => {
       const [error] = doc.errors;
-      if (error) throw new Error(`${file}: ${error.message}`);
+      if (error) throw new Error(`${source}: ${error.message}`);
       return doc.toJS() as Obj | null;
     })
     .filter((doc): doc is Obj => doc !== null);
@@ -114,7 +218,10 @@ const kubernetesModels: Record<string, ModelClass> = {
   'v1/Secret': Secret,
   'v1/Service': Service,
   'v1/PersistentVolumeClaim': PersistentVolumeClaim,
+  'v1/LimitRange': LimitRange,
+  'v1/ResourceQuota': ResourceQuota,
   'apps/v1/StatefulSet': StatefulSet,
+  'apps/v1/DaemonSet': DaemonSet,
   'apps/v1/Deployment': Deployment,
   'batch/v1/Job': Job,
   'batch/v1/CronJob': CronJob,
@@ -126,8 +233,7 @@ export function schemaProblems(manifest: Manifest): string[] {
   const kind = `${doc.apiVersion}/${doc.kind}`;
   let problems: string[];
   if (kubernetesModels[kind]) problems = modelProblems(kubernetesModels[kind], doc);
-  else if (isKnativeService(doc)) problems = (knativeServiceProblems ??= crdValidator('knative-serving-service-crd.yaml'))(doc);
-  else if (isSealedSecret(doc)) problems = (sealedSecretProblems ??= crdValidator('sealedsecret-crd.yaml'))(doc);
+  else if (CRD_SCHEMAS.has(kind)) problems = customResourceProblems(kind, doc);
   else problems = [`/: no schema for ${kind}: add one to test/helpers/manifests.ts before using this kind`];
   if (!doc.metadata?.name) problems.push('/metadata/name: missing');
   return problems.map((problem) => `${label(manifest)}: ${problem}`);
@@ -232,13 +338,23 @@ export function closeSchema(schema: unknown): unknown {
 export function newAjv(): Ajv {
   // Not strict: the schemas carry editor and Kubernetes keywords (x-kubernetes-*, x-intellij-*) that
   // only matter to other tools.
-  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
+  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true, code: { regExp: goRegExp } });
   ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && Math.abs(n) < 2 ** 31 });
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
   ajv.addFormat('byte', /^[A-Za-z0-9+/]*={0,2}$/);
   ajv.addFormat('date-time', true);
   return ajv;
 }
+
+/**
+ * CRD patterns are Go (RE2) regular expressions. prometheus-operator's start with `(?i)`, case-insensitive,
+ * which JavaScript spells as a flag.
+ */
+function goRegExp(pattern: string, flags: string): RegExp {
+  const caseInsensitive = /^\^?\(\?i\)/.test(pattern);
+  return new RegExp(caseInsensitive ? pattern.replace('(?i)', '') : pattern, caseInsensitive ? `${flags}i` : flags);
+}
+goRegExp.code = 'new RegExp';
 
 /**
  * A custom resource's problems against the first served version of the CRD in `file` (under test/schemas):
@@ -255,8 +371,19 @@ export function crdValidator(file: string): (doc: Obj) => string[] {
   return (doc) => [...(validate(doc) ? [] : (validate.errors ?? []).map(describeAjvError)), ...metadataProblems(doc)];
 }
 
-let knativeServiceProblems: ((doc: Obj) => string[]) | undefined;
-let sealedSecretProblems: ((doc: Obj) => string[]) | undefined;
+/** The custom resources we deploy, each with its CRD under test/schemas. */
+const CRD_SCHEMAS = new Map([
+  ['serving.knative.dev/v1/Service', 'knative-serving-service-crd.yaml'],
+  ['bitnami.com/v1alpha1/SealedSecret', 'sealedsecret-crd.yaml'],
+  ['monitoring.coreos.com/v1/PodMonitor', 'prometheus-operator-podmonitors-crd.yaml'],
+  ['monitoring.coreos.com/v1/PrometheusRule', 'prometheus-operator-prometheusrules-crd.yaml'],
+]);
+const crdValidators = new Map<string, (doc: Obj) => string[]>();
+
+function customResourceProblems(kind: string, doc: Obj): string[] {
+  if (!crdValidators.has(kind)) crdValidators.set(kind, crdValidator(CRD_SCHEMAS.get(kind)!));
+  return crdValidators.get(kind)!(doc);
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Knative's admission rules that its CRD schema does not express
@@ -279,6 +406,11 @@ const AUTOSCALING_ANNOTATIONS = [
   'activation-scale', 'scale-down-delay', 'metric-aggregation-algorithm',
 ].map((name) => `autoscaling.knative.dev/${name}`);
 
+/** The Service annotation that shifts traffic to a new revision gradually (knative.dev/docs/serving/rolling-out-latest-revision/). */
+export const ROLLOUT_DURATION = 'serving.knative.dev/rollout-duration';
+/** What Go's time.ParseDuration, which Knative uses, reads. */
+const GO_DURATION = /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/;
+
 /** What serving's admission webhook would refuse in a Knative Service, beyond its CRD schema. */
 export function knativeProblems(manifest: Manifest): string[] {
   const { doc } = manifest;
@@ -286,12 +418,15 @@ export function knativeProblems(manifest: Manifest): string[] {
   const problems: string[] = [];
   const report = (at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
 
-  for (const key of Object.keys(doc.metadata?.annotations ?? {})) {
+  for (const [key, value] of Object.entries((doc.metadata?.annotations ?? {}) as Record<string, string>)) {
     if (key.startsWith('autoscaling.knative.dev/')) {
       report(`/metadata/annotations/${key}`, 'autoscaling annotations work only on the revision template, spec.template.metadata.annotations');
     }
+    if (key === ROLLOUT_DURATION && !GO_DURATION.test(value)) report(`/metadata/annotations/${key}`, `must be a duration such as "120s", got "${value}"`);
   }
   const annotations: Record<string, string> = doc.spec?.template?.metadata?.annotations ?? {};
+  // Knative reads the rollout duration from the Service (or Route), never from a revision.
+  if (annotations[ROLLOUT_DURATION] !== undefined) report(`/spec/template/metadata/annotations/${ROLLOUT_DURATION}`, 'works only on the Service\'s own metadata.annotations');
   for (const [key, value] of Object.entries(annotations)) {
     if (!key.startsWith('autoscaling.knative.dev/')) continue;
     if (!AUTOSCALING_ANNOTATIONS.includes(key)) report(`/spec/template/metadata/annotations/${key}`, 'not an autoscaling annotation Knative knows');

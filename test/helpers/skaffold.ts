@@ -1,14 +1,18 @@
 /**
  * skaffold.yaml, checked offline: against skaffold's own JSON schema (closed, as in ./manifests.ts),
- * with every profile applied the way skaffold applies its patches, and against the manifests it deploys.
+ * with every profile applied the way skaffold applies its patches, and against what it deploys: the
+ * kustomizations it renders, with its image rewriting modelled (rewriteImages).
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { parse } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
-import { closeSchema, containers, describeAjvError, isKnativeService, isSealedSecret, manifestFiles, NAMESPACE, newAjv, podTemplates, SCHEMAS_DIR, type Manifest, type Obj } from './manifests';
 import { imageTag } from './cluster-agreement';
+import { parseDockerfile } from './dockerfile';
+import {
+  closeSchema, containers, describeAjvError, isKnativeService, isSealedSecret, label, NAMESPACE, newAjv, podTemplates, renderKustomization, SCHEMAS_DIR, type Manifest, type Obj,
+} from './manifests';
 
 export const SKAFFOLD_API_VERSION = 'skaffold/v4beta14';
 /** Registries whose tags Knative does not resolve to digests (its config-deployment default), so images loaded straight into k3d or kind run. */
@@ -61,29 +65,60 @@ export function applyPatches(config: Obj, patches: Obj[]): Obj {
   return result;
 }
 
-/** The files `manifests.rawYaml` deploys, in skaffold's order: each pattern in turn, a glob's matches sorted, no file twice. */
-export function rawYamlFiles(config: Obj, root = projectRoot): { files: string[]; unmatched: string[] } {
-  const files: string[] = [];
-  const unmatched: string[] = [];
-  for (const pattern of (config.manifests?.rawYaml ?? []) as string[]) {
-    const matches = expand(pattern, root);
-    if (matches.length === 0) unmatched.push(pattern);
-    for (const file of matches) if (!files.includes(file)) files.push(file);
-  }
-  return { files, unmatched };
+/** The kustomizations a configuration renders, in order (skaffold's default path is the project root). */
+export function kustomizePaths(config: Obj): string[] {
+  const kustomize = config.manifests?.kustomize;
+  return kustomize ? ((kustomize.paths ?? ['.']) as string[]) : [];
 }
 
-function expand(pattern: string, root: string): string[] {
-  const full = path.join(root, pattern);
-  if (existsSync(full) && statSync(full).isFile()) return [path.posix.normalize(pattern)];
-  const dir = path.posix.dirname(pattern);
-  if (/[*?[]/.test(dir)) throw new Error(`${pattern}: wildcards only in the file name, please`);
-  if (!existsSync(path.join(root, dir))) return [];
-  const name = new RegExp(`^${path.posix.basename(pattern).replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
-  return readdirSync(path.join(root, dir))
-    .filter((entry) => name.test(entry) && statSync(path.join(root, dir, entry)).isFile())
-    .sort()
-    .map((entry) => path.posix.join(dir, entry));
+/**
+ * The kinds whose image fields skaffold rewrites to the image it built: its transformableAllowlist
+ * (GoogleContainerTools/skaffold, pkg/skaffold/kubernetes/manifest/visitor.go), as `group/Kind`. In those
+ * it rewrites every field named `image`, at any depth, except under a StatefulSet's volumeClaimTemplates
+ * and except images pinned by digest; in any other kind it rewrites nothing.
+ */
+export const SKAFFOLD_REWRITTEN_KINDS = [
+  '/Pod', 'apps/DaemonSet', 'apps/Deployment', 'apps/ReplicaSet', 'apps/StatefulSet', 'batch/CronJob', 'batch/Job',
+  'serving.knative.dev/Service', 'agones.dev/Fleet', 'agones.dev/GameServer', 'argoproj.io/Rollout',
+];
+
+function groupKind(doc: Obj): string {
+  const apiVersion = String(doc.apiVersion ?? '');
+  return `${apiVersion.includes('/') ? apiVersion.split('/')[0] : ''}/${doc.kind}`;
+}
+
+/** Every field named `image` in an object, with its JSON pointer, as skaffold's visitor walks them. */
+export function imageFields(doc: Obj): { at: string; parent: Obj; image: string }[] {
+  const found: { at: string; parent: Obj; image: string }[] = [];
+  const walk = (node: unknown, at: string) => {
+    if (Array.isArray(node)) return node.forEach((child, i) => walk(child, `${at}/${i}`));
+    if (node === null || typeof node !== 'object') return;
+    if (at === '/spec/volumeClaimTemplates') return;
+    for (const [key, value] of Object.entries(node)) {
+      if (key === 'image' && typeof value === 'string') found.push({ at: `${at}/${key}`, parent: node as Obj, image: value });
+      else walk(value, `${at}/${key}`);
+    }
+  };
+  walk(doc, '');
+  return found;
+}
+
+/** `dev.local/functions` for `dev.local/functions`, `dev.local/functions:tag`; undefined for an image pinned by digest. */
+function rewritableName(image: string): string | undefined {
+  if (image.includes('@')) return undefined;
+  return image.replace(/:[^/:]+$/, '');
+}
+
+/** The manifests as skaffold deploys them once it has built `images` (name to tagged name): a modified copy. */
+export function rewriteImages(manifests: Manifest[], images: Record<string, string>): Manifest[] {
+  return structuredClone(manifests).map((manifest) => {
+    if (!SKAFFOLD_REWRITTEN_KINDS.includes(groupKind(manifest.doc))) return manifest;
+    for (const { parent, image } of imageFields(manifest.doc)) {
+      const tagged = images[rewritableName(image) ?? ''];
+      if (tagged) parent.image = tagged;
+    }
+    return manifest;
+  });
 }
 
 /** The text of the scripts a configuration's before-deploy host hooks run. */
@@ -94,8 +129,16 @@ function beforeDeployScripts(config: Obj, root: string): string[] {
     .map((file) => readFileSync(file, 'utf8'));
 }
 
-/** Problems of skaffold.yaml: schema, profiles, what it deploys, what it builds, what it forwards. */
-export function skaffoldProblems(config: Obj, manifests: Manifest[], root = projectRoot): string[] {
+const objectKey = ({ doc }: Manifest) => `${doc.kind}/${doc.metadata?.namespace ?? ''}/${doc.metadata?.name}`;
+
+/**
+ * Problems of skaffold.yaml against `system`, every object of the DEPLOY_DIRS (loadManifests): schema,
+ * profiles, what each configuration renders (all of `kubectl apply -k .`, bar what its hook makes instead,
+ * and nothing that is not in a DEPLOY_DIR: a profile may add one), what it builds and whether its images
+ * reach the manifests, what it forwards. `render` renders one kustomization (renderKustomization); tests
+ * may stand in their own.
+ */
+export function skaffoldProblems(config: Obj, system: Manifest[], root = projectRoot, render = (dir: string) => renderKustomization(dir, root)): string[] {
   const problems: string[] = [];
   if (config.apiVersion !== SKAFFOLD_API_VERSION) problems.push(`skaffold.yaml: /apiVersion: must be ${SKAFFOLD_API_VERSION}`);
   ((config.profiles ?? []) as Obj[]).forEach((profile, i) => {
@@ -104,51 +147,92 @@ export function skaffoldProblems(config: Obj, manifests: Manifest[], root = proj
     if (extra.length) problems.push(`skaffold.yaml: /profiles/${i}: change the configuration with patches only, not ${extra.join(', ')}`);
   });
 
-  const allFiles = manifestFiles(root);
-  const fileOf = (predicate: (doc: Obj) => boolean) => new Set(manifests.filter((m) => predicate(m.doc)).map((m) => m.file));
-  const secretFiles = fileOf(isSealedSecret);
-  const namespaceFiles = fileOf((doc) => doc.kind === 'Namespace' && doc.metadata?.name === NAMESPACE);
-  const images = new Set(manifests.flatMap((m) => podTemplates(m.doc).flatMap((pod) => containers(pod).map(({ container }) => container.image as string))));
-
   let configs: Variant[];
   try {
     configs = variants(config);
   } catch (error) {
     return [...problems, `skaffold.yaml: /profiles: ${(error as Error).message}`];
   }
+  const command = runtimeCommand(root);
+  let whole: Manifest[];
+  try {
+    whole = render('.');
+  } catch (error) {
+    return [...problems, `kustomization.yaml: ${(error as Error).message.split('\n')[0]}`];
+  }
   for (const { name, config: variant } of configs) {
     const where = `skaffold.yaml (${name})`;
     if (!schema()(variant)) problems.push(...(schema().errors ?? []).map((e) => `${where}: ${describeAjvError(e)}`));
-
-    const { files, unmatched } = rawYamlFiles(variant, root);
-    unmatched.forEach((pattern) => problems.push(`${where}: /manifests/rawYaml: ${pattern} matches no file`));
-    const byHook = new Set(allFiles.filter((file) => beforeDeployScripts(variant, root).some((script) => script.includes(file))));
-    // kubectl applies in the order given: the namespace must exist before anything is created in it.
-    const namespaceFirst = files.length > 0 && namespaceFiles.has(files[0]!);
-    if (!namespaceFirst && ![...namespaceFiles].some((file) => byHook.has(file) && !files.includes(file))) {
-      problems.push(`${where}: /manifests/rawYaml: the Namespace manifest must come first (or be applied by a before-deploy hook), got ${files[0]}`);
+    for (const other of ['rawYaml', 'helm', 'kpt', 'kcl']) {
+      if (variant.manifests?.[other] !== undefined) problems.push(`${where}: /manifests/${other}: deploy what \`kubectl apply -k\` deploys: manifests.kustomize only`);
     }
-    // Everything is deployed, by rawYaml or by a hook; in the dev profile the Secrets come from .env instead (below).
-    const expected = allFiles.filter((file) => !byHook.has(file) && (name !== 'dev' || !secretFiles.has(file)));
-    for (const file of expected) if (!files.includes(file)) problems.push(`${where}: /manifests/rawYaml: ${file} is never deployed`);
+
+    const rendered: Manifest[] = [];
+    for (const dir of kustomizePaths(variant)) {
+      try {
+        rendered.push(...render(dir));
+      } catch (error) {
+        problems.push(`${where}: /manifests/kustomize/paths: ${(error as Error).message.split('\n')[0]}`);
+      }
+    }
+    const scripts = beforeDeployScripts(variant, root);
+    const byHook = (m: Manifest) => scripts.some((script) => script.includes(m.file));
+    // kubectl applies in the order given: the namespace must exist before anything is created in it.
+    const namespaces = whole.filter((m) => m.doc.kind === 'Namespace' && m.doc.metadata?.name === NAMESPACE);
+    if (rendered[0]?.doc.kind !== 'Namespace' && !namespaces.some(byHook)) {
+      problems.push(`${where}: /manifests/kustomize/paths: the Namespace must come first (or be applied by a before-deploy hook), got ${rendered[0] ? `${rendered[0].doc.kind}/${rendered[0].doc.metadata?.name}` : 'nothing'}`);
+    }
+    // Everything `kubectl apply -k .` deploys; in the dev profile the hook makes the namespace and the Secrets instead.
+    const keys = new Set(rendered.map(objectKey));
+    const systemKeys = new Set(system.map(objectKey));
+    for (const manifest of whole) {
+      const leftToHook = byHook(manifest) || (name === 'dev' && isSealedSecret(manifest.doc));
+      if (!keys.has(objectKey(manifest)) && !leftToHook) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is never deployed`);
+    }
+    for (const manifest of rendered) {
+      if (!systemKeys.has(objectKey(manifest))) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is in no kustomization the tests check (DEPLOY_DIRS in test/helpers/manifests.ts)`);
+      // The hook makes the Secrets; a SealedSecret for another cluster's key would only fail to open beside them.
+      if (name === 'dev' && isSealedSecret(manifest.doc)) problems.push(`skaffold.yaml (dev): /manifests/kustomize/paths: ${label(manifest)} must not be deployed`);
+    }
 
     const artifacts = (variant.build?.artifacts ?? []) as Obj[];
+    const built = Object.fromEntries(artifacts.map((artifact) => [String(artifact.image), `${artifact.image}:skaffold-tag`]));
     artifacts.forEach((artifact, i) => {
-      if (!images.has(artifact.image)) problems.push(`${where}: /build/artifacts/${i}/image: ${artifact.image} appears in no manifest`);
       const dockerfile = path.join(root, artifact.context ?? '.', artifact.docker?.dockerfile ?? 'Dockerfile');
       if (!existsSync(dockerfile)) problems.push(`${where}: /build/artifacts/${i}: no ${path.relative(root, dockerfile)}`);
       if (name === 'default' && !LOCAL_REGISTRIES.includes(String(artifact.image).split('/')[0]!)) {
         problems.push(`${where}: /build/artifacts/${i}/image: use ${LOCAL_REGISTRIES.join(' or ')}/..., which Knative does not try to resolve`);
       }
+      const used = rendered.some((m) => SKAFFOLD_REWRITTEN_KINDS.includes(groupKind(m.doc)) && imageFields(m.doc).some((f) => rewritableName(f.image) === artifact.image));
+      if (!used) problems.push(`${where}: /build/artifacts/${i}/image: ${artifact.image} appears in no manifest skaffold rewrites`);
     });
-    for (const image of images) {
-      const built = artifacts.some((artifact) => artifact.image === image);
-      const tag = imageTag(image);
-      if (!built && (!tag || tag === 'latest') && !image.includes('@sha256:')) problems.push(`${where}: ${image} is neither built by skaffold nor pinned to a version`);
+    // What skaffold would deploy: a built image left under its bare name would be pulled from nowhere.
+    for (const manifest of rewriteImages(rendered, built)) {
+      for (const { at, image } of imageFields(manifest.doc)) {
+        const bare = image.split('@')[0]!.replace(/:[^/:]+$/, '');
+        if (built[bare] !== undefined && image !== built[bare]) {
+          const why = image.includes('@') ? 'skaffold leaves images pinned by digest alone' : `skaffold rewrites images only in ${SKAFFOLD_REWRITTEN_KINDS.join(', ')}`;
+          problems.push(`${where}: ${label(manifest)}: ${at}: ${image} would not become the image skaffold built (${why})`);
+        } else if (built[bare] === undefined) {
+          const tag = imageTag(image);
+          if ((!tag || tag === 'latest') && !image.includes('@sha256:')) problems.push(`${where}: ${label(manifest)}: ${at}: ${image} is neither built by skaffold nor pinned to a version`);
+        }
+      }
+    }
+    // A container that runs the built image with its own command can only run what the image has.
+    for (const manifest of rendered) {
+      for (const pod of podTemplates(manifest.doc)) {
+        for (const { at, container } of containers(pod)) {
+          const program = (container.command as string[] | undefined)?.[0];
+          if (program && built[rewritableName(container.image) ?? ''] && command && program !== command) {
+            problems.push(`${where}: ${label(manifest)}: ${at}/command: runs ${program}, but the image built from the Dockerfile is known to have only ${command} (its CMD)`);
+          }
+        }
+      }
     }
 
     ((variant.portForward ?? []) as Obj[]).forEach((forward, i) => {
-      const knative = manifests.some((m) => isKnativeService(m.doc) && m.doc.metadata?.name === forward.resourceName);
+      const knative = system.some((m) => isKnativeService(m.doc) && m.doc.metadata?.name === forward.resourceName);
       if (knative || (forward.namespace ?? 'default') === NAMESPACE) {
         problems.push(`${where}: /portForward/${i}: forward Knative's ingress, not ${forward.resourceName} in ${forward.namespace}: a Knative Service answers through the ingress`);
       }
@@ -174,8 +258,18 @@ export function skaffoldProblems(config: Obj, manifests: Manifest[], root = proj
     if (!((dev.config.deploy?.kubectl?.hooks?.before ?? []) as Obj[]).some((hook) => hook.host?.command)) {
       problems.push('skaffold.yaml (dev): /deploy/kubectl/hooks/before: must make the Secrets from .env before deploying');
     }
-    // The hook makes the Secrets; a SealedSecret for another cluster's key would only fail to open beside them.
-    for (const file of rawYamlFiles(dev.config, root).files) if (secretFiles.has(file)) problems.push(`skaffold.yaml (dev): /manifests/rawYaml: ${file} must not be deployed`);
   }
   return problems;
+}
+
+/** The program the Dockerfile's last stage runs (its exec-form CMD's first word), or undefined. */
+function runtimeCommand(root: string): string | undefined {
+  const file = path.join(root, 'Dockerfile');
+  if (!existsSync(file)) return undefined;
+  const cmd = parseDockerfile(readFileSync(file, 'utf8')).at(-1)?.instructions.filter((i) => i.keyword === 'CMD').at(-1)?.args;
+  try {
+    return (JSON.parse(cmd ?? '') as string[])[0];
+  } catch {
+    return undefined;
+  }
 }

@@ -50,3 +50,40 @@ test('a failing migration applies nothing and is retried next time', async (t) =
   writeFileSync(path.join(dir, '002_broken.sql'), 'create table d (id int);');
   t.deepEqual(await migrate(db.sql, dir), ['001_ok.sql', '002_broken.sql']);
 });
+
+test('CREATE INDEX CONCURRENTLY cannot run in the migrator\'s transaction: Postgres refuses it and nothing is applied', async (t) => {
+  const db = await startTestPostgres(t);
+  await migrate(db.sql, migrationsDir);
+  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  writeFileSync(path.join(dir, '001_create_pings.sql'), ''); // applied above
+  writeFileSync(path.join(dir, '002_index.sql'), 'create index concurrently if not exists pings_n on pings (n);');
+  await t.throwsAsync(migrate(db.sql, dir), { message: /CREATE INDEX CONCURRENTLY cannot run inside a transaction block/ });
+  t.deepEqual([...(await db.sql`select to_regclass('pings_n') as i`)], [{ i: null }]);
+});
+
+test('a migration that cannot take its lock within its lock_timeout fails at once instead of queueing the running revision behind it', async (t) => {
+  const db = await startTestPostgres(t);
+  await migrate(db.sql, migrationsDir);
+  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  writeFileSync(path.join(dir, '001_create_pings.sql'), ''); // applied above
+  writeFileSync(path.join(dir, '002_note.sql'), "set local lock_timeout = '200ms';\nset local statement_timeout = '1s';\nalter table pings add column note text;\n");
+  // A long transaction holding the table, as a slow query of the running revision would.
+  const holder = postgres(db.url, { max: 1, onnotice: () => undefined });
+  t.teardown(() => holder.end({ timeout: 1 }));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+  const held = holder.begin(async (tx) => {
+    await tx`select n from pings for update`;
+    locked();
+    await released;
+  });
+  await lockTaken;
+  const started = Date.now();
+  await t.throwsAsync(migrate(db.sql, dir), { message: /lock timeout/ });
+  t.true(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+  release();
+  await held;
+  t.deepEqual((await migrate(db.sql, dir)).sort(), ['002_note.sql'], 'retried once the table is free');
+});

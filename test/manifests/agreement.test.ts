@@ -4,12 +4,13 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
+import ava from 'ava';
 import { projectRoot } from '../../functions/shared/config';
 import {
   CLUSTER_ENV, clusterEnvProblems, DEMO_ONLY_ENV, containerPolicyProblems, envVarsRead, fileProblems, functionProblems, functionTarget, imageRepository, imageTag, postgresProblems,
+  probeProblems, PROBES,
 } from '../helpers/cluster-agreement';
-import { assertCaught, isKnativeService, label, loadManifests, withChange, type Obj } from '../helpers/manifests';
+import { assertCaught, isKnativeService, label, loadManifests, manifestTest as test, withChange, type Obj } from '../helpers/manifests';
 
 const manifests = loadManifests();
 const container = (doc: Obj) => doc.spec.template.spec.containers[0];
@@ -22,7 +23,7 @@ for (const manifest of manifests.filter((m) => isKnativeService(m.doc))) {
   // A function another issue is still writing: skipped here, loudly; in CI a manifest without its function fails.
   const title = `${label(manifest)} agrees with functions/${target}`;
   if (!present && process.env.CI !== 'true') {
-    test.skip(`${title} (skipped: functions/${target} is not in this tree yet)`, () => undefined);
+    ava.skip(`${title} (skipped: functions/${target} is not in this tree yet)`, () => undefined);
   } else {
     test(title, (t) => {
       t.deepEqual(functionProblems(manifest, manifests), []);
@@ -32,7 +33,7 @@ for (const manifest of manifests.filter((m) => isKnativeService(m.doc))) {
 
 test('the variables a function reads are found in its code and in what it imports', (t) => {
   const read = (target: string) => [...envVarsRead(path.join(projectRoot, 'functions', target, 'index.ts'))].sort();
-  t.deepEqual(read('log-output'), ['ENV_FILE', 'MESSAGE', 'PINGPONG_URL']);
+  t.deepEqual(read('log-output'), ['ENV_FILE', 'MESSAGE', 'PINGPONG_TIMEOUT_MS', 'PINGPONG_URL']);
   // DB_POOL_SIZE and DATABASE_URL from functions/shared/db.ts; the libpq variables because it uses postgres.js.
   t.deepEqual(read('pingpong'), ['DATABASE_URL', 'DB_POOL_SIZE', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER']);
   t.deepEqual(read('image-proxy'), ['API_KEY', 'DEMO_IMAGES', 'PIXABAY_API_URL', 'PIXABAY_IMAGE_HOSTS']);
@@ -114,14 +115,25 @@ test('image names are taken apart as a registry would', (t) => {
   t.is(imageTag('postgres:18.1@sha256:abc'), '18.1');
 });
 
-test('files: the ConfigMap holds scripts/log-output.env as it is, and ENV_FILE points at it', (t) => {
+test('files: ENV_FILE points at a key of the ConfigMap mounted above it', (t) => {
   t.deepEqual(fileProblems(manifests), []);
-  assertCaught(t, fileProblems(after('knative/log-output-configmap.yaml', (doc) => (doc.data['log-output.env'] = 'MESSAGE=Hi\n'))), /\/data\/log-output\.env: differs from scripts\/log-output\.env/);
-  assertCaught(t, fileProblems(after('knative/log-output.yaml', (doc) => (env(doc, 'ENV_FILE').value = '/etc/log-output/.env'))), /ENV_FILE=\/etc\/log-output\/\.env: log-output-config has no key for \.env/);
+  assertCaught(t, fileProblems(after('knative/log-output.yaml', (doc) => (env(doc, 'ENV_FILE').value = '/etc/log-output/.env'))), /ENV_FILE=\/etc\/log-output\/\.env: log-output-config-\w+ has no key for \.env/);
   assertCaught(t, fileProblems(after('knative/log-output.yaml', (doc) => (env(doc, 'ENV_FILE').value = '/app/log-output.env'))), /ENV_FILE=\/app\/log-output\.env: no ConfigMap or Secret is mounted above it/);
   // Any variable naming a file inside a mounted ConfigMap must name one of its keys; other paths are not ours to judge.
-  assertCaught(t, fileProblems(after('knative/log-output.yaml', (doc) => container(doc).env.push({ name: 'EXTRA', value: '/etc/log-output/extra.env' }))), /EXTRA=\/etc\/log-output\/extra\.env: log-output-config has no key for extra\.env/);
+  assertCaught(t, fileProblems(after('knative/log-output.yaml', (doc) => container(doc).env.push({ name: 'EXTRA', value: '/etc/log-output/extra.env' }))), /EXTRA=\/etc\/log-output\/extra\.env: log-output-config-\w+ has no key for extra\.env/);
   t.deepEqual(fileProblems(after('knative/log-output.yaml', (doc) => container(doc).env.push({ name: 'DUMP_FILE', value: '/backups/latest.dump' }))), []);
+});
+
+test('probes: liveness on the path that asks nothing else, readiness and the start-up gate on theirs, waiting longer than the function does', (t) => {
+  t.deepEqual(probeProblems(manifests), []);
+  t.deepEqual(Object.keys(PROBES).sort(), Object.keys(CLUSTER_ENV).sort());
+  const problems = (file: string, change: (doc: Obj) => void) => probeProblems(after(file, change));
+  assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).livenessProbe.httpGet.path = '/healthz')), /pingpong: .*livenessProbe\/httpGet\/path: must be \/livez, got \/healthz/);
+  assertCaught(t, problems('knative/log-output.yaml', (doc) => delete container(doc).livenessProbe), /log-output: .*livenessProbe\/httpGet\/path: must be \/livez, got no httpGet probe/);
+  assertCaught(t, problems('knative/log-output.yaml', (doc) => (container(doc).readinessProbe.httpGet.path = '/livez')), /readinessProbe\/httpGet\/path: must be \/healthz/);
+  assertCaught(t, problems('knative/log-output.yaml', (doc) => (env(doc, 'PINGPONG_TIMEOUT_MS').value = '15000')), /startupProbe\/timeoutSeconds: 11 s is not longer than PINGPONG_TIMEOUT_MS \(15000 ms\)/);
+  assertCaught(t, problems('knative/log-output.yaml', (doc) => delete container(doc).readinessProbe.timeoutSeconds), /readinessProbe\/timeoutSeconds: 1 s is not longer than PINGPONG_TIMEOUT_MS \(10000 ms\)/);
+  assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).startupProbe = { httpGet: { path: '/healthz' } })), /pingpong: .*startupProbe: PROBES gives pingpong none/);
 });
 
 test('containers: requests and a memory limit, never root, a read-only root filesystem, no privilege escalation, no literal secrets, and the full hardening for functions', (t) => {

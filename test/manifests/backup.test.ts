@@ -1,25 +1,24 @@
-/** The backup CronJob, its PVC and ConfigMap, and docs/backups.md's restore one-liner agree with each other and with db/. */
+/** The backup CronJob, its PVC and scripts ConfigMap, and docs/backups.md's restore one-liner agree with each other and with db/. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
-import { parse } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
+import { loadManifests, manifestTest as test } from '../helpers/manifests';
+import { restoreOneLiner } from '../helpers/resources';
 
-const read = (file: string) => readFileSync(path.join(projectRoot, file), 'utf8');
 // Manifests are loose JSON to the test: a wrong path shows as a failed assertion, not a type error.
-const cronJob: any = parse(read('db/backup-cronjob.yaml'));
-const pvc: any = parse(read('db/backup-pvc.yaml'));
-const configMap: any = parse(read('db/backup-scripts-configmap.yaml'));
-const pod = cronJob.spec.jobTemplate.spec.template.spec;
-const [container] = pod.containers;
+const manifests = loadManifests();
+const find = (kind: string, name: string): any => manifests.find((m) => m.doc.kind === kind && m.doc.metadata.name === name)?.doc;
+const cronJob = find('CronJob', 'postgres-backup');
+const pvc = find('PersistentVolumeClaim', 'postgres-backups');
+const configMap = find('ConfigMap', 'postgres-backup-scripts');
+const pod = cronJob?.spec.jobTemplate.spec.template.spec;
+const container = pod?.containers[0];
 const volume = (spec: any, name: string) => spec.volumes.find((v: any) => v.name === name);
 const mountOf = (c: any, name: string) => c.volumeMounts.find((m: any) => m.name === name)?.mountPath;
 
-test('the ConfigMap carries db/backup.sh and db/restore.sh byte for byte', (t) => {
+test('the scripts ConfigMap is made from db/backup.sh and db/restore.sh, under a name without a hash (the one-liner names it)', (t) => {
   t.deepEqual(Object.keys(configMap.data).sort(), ['backup.sh', 'restore.sh']);
-  for (const name of ['backup.sh', 'restore.sh']) {
-    t.is(configMap.data[name], read(`db/${name}`), `paste db/${name} into db/backup-scripts-configmap.yaml again`);
-  }
+  for (const name of ['backup.sh', 'restore.sh']) t.is(configMap.data[name], readFileSync(path.join(projectRoot, 'db', name), 'utf8'));
 });
 
 test('the CronJob runs backup.sh from that ConfigMap onto that PVC, with the shared Secret and the StatefulSet image', (t) => {
@@ -37,11 +36,11 @@ test('the CronJob runs backup.sh from that ConfigMap onto that PVC, with the sha
 });
 
 test("docs/backups.md's restore one-liner mounts the same backups, scripts, Secret and image as the CronJob", (t) => {
-  const oneLiner = /kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/.exec(read('docs/backups.md'));
+  const oneLiner = restoreOneLiner();
   if (!oneLiner) return t.fail('no restore one-liner in docs/backups.md');
-  const spec = JSON.parse(oneLiner[2]!).spec;
+  const { spec } = oneLiner;
   const [restorer] = spec.containers;
-  t.is(oneLiner[1], container.image);
+  t.is(oneLiner.image, container.image);
   t.is(restorer.image, container.image);
   t.deepEqual(restorer.envFrom, container.envFrom);
   t.deepEqual(restorer.env, container.env.filter((e: any) => e.name === 'PGHOST'));

@@ -1,13 +1,17 @@
 /**
- * Every manifest against the real schemas (kubernetes-models for Kubernetes kinds, the CRDs for Knative
- * and sealed-secrets), closed so that unknown fields are errors; then each kind of mistake, made on
- * purpose, is caught.
+ * Every object the kustomizations render against the real schemas (kubernetes-models for Kubernetes kinds,
+ * the CRDs for Knative and sealed-secrets), closed so that unknown fields are errors; then each kind of
+ * mistake, made on purpose, is caught. Also: what is validated is exactly what kubectl applies, and every
+ * YAML file under knative/ and db/ is deployed.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { assertCaught, closeSchema, label, loadManifests, manifestFiles, readYamlDocuments, schemaProblems, withChange, type Manifest, type Obj } from '../helpers/manifests';
+import {
+  assertCaught, closeSchema, DEPLOY_DIRS, kustomize, label, loadManifests, manifestFiles, manifestTest, parseYamlDocuments, renderKustomization, schemaProblems,
+  undeployedFiles, withChange, type Manifest, type Obj,
+} from '../helpers/manifests';
 
 const manifests = loadManifests();
 const problemsAfter = (file: string, change: (doc: Obj) => void) => withChange(manifests, file, change).flatMap(schemaProblems);
@@ -19,30 +23,54 @@ for (const manifest of manifests) {
   });
 }
 
-test('the cluster gets everything the system needs', (t) => {
-  const kinds = manifests.map(({ doc }) => `${doc.kind}/${doc.metadata.name}`).sort();
+manifestTest('the cluster gets everything the system needs', (t) => {
+  // A generated ConfigMap's name ends in a hash of its content.
+  const kinds = manifests.map(({ doc }) => `${doc.kind}/${doc.metadata.name}`.replace(/^(ConfigMap\/log-output-config)-\w+$/, '$1-<hash>')).sort();
   for (const expected of [
-    'Namespace/exercises', 'Service/pingpong', 'Service/log-output', 'Service/image-proxy', 'ConfigMap/log-output-config',
-    'StatefulSet/postgres', 'Service/postgres', 'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials',
+    'Namespace/exercises', 'ResourceQuota/exercises-quota', 'LimitRange/container-defaults',
+    'Service/pingpong', 'Service/log-output', 'Service/image-proxy', 'ConfigMap/log-output-config-<hash>', 'DaemonSet/image-prepull',
+    'StatefulSet/postgres', 'Service/postgres', 'CronJob/postgres-backup', 'PersistentVolumeClaim/postgres-backups', 'ConfigMap/postgres-backup-scripts',
+    'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials',
   ]) {
     t.true(kinds.includes(expected), `${expected} is missing from ${kinds.join(', ')}`);
   }
 });
 
-test('every YAML file under knative/ and db/, at any depth, is a manifest', (t) => {
+manifestTest('what the tests validate is exactly what `kubectl apply -k` gets, each object with the file it came from', (t) => {
+  for (const dir of DEPLOY_DIRS) {
+    t.deepEqual(renderKustomization(dir).map((m) => m.doc), parseYamlDocuments(kustomize(dir), dir), `${dir}: the origin annotations changed more than themselves`);
+  }
+  const files = new Map(manifests.map((m) => [`${m.doc.kind}/${m.doc.metadata.name}`, m.file]));
+  t.is(files.get('Service/pingpong'), 'knative/pingpong.yaml');
+  t.is(files.get('Namespace/exercises'), 'knative/namespace.yaml');
+  t.is(files.get('ConfigMap/postgres-backup-scripts'), 'db/kustomization.yaml', 'a generated object comes from the kustomization that made it');
+});
+
+manifestTest('every YAML file under knative/ and db/ is deployed by a kustomization', (t) => {
+  t.deepEqual(undeployedFiles(manifests), []);
   const root = mkdtempSync(path.join(tmpdir(), 'manifests-'));
   mkdirSync(path.join(root, 'db', 'backup'), { recursive: true });
   mkdirSync(path.join(root, 'knative'));
-  for (const file of ['db/backup/cronjob.yaml', 'db/pvc.yml', 'db/backup.sh', 'knative/a.yaml']) writeFileSync(path.join(root, file), 'kind: X\n');
-  t.deepEqual(manifestFiles(root), ['knative/a.yaml', 'db/backup/cronjob.yaml', 'db/pvc.yml']);
+  writeFileSync(path.join(root, 'kustomization.yaml'), 'resources: [db, knative/a.yaml]\n');
+  writeFileSync(path.join(root, 'db', 'kustomization.yaml'), 'resources: [backup/cronjob.yaml]\n');
+  const configMap = (name: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\n`;
+  for (const [file, name] of [['db/backup/cronjob.yaml', 'a'], ['db/pvc.yml', 'b'], ['knative/a.yaml', 'c']]) writeFileSync(path.join(root, file!), configMap(name!));
+  writeFileSync(path.join(root, 'db', 'backup.sh'), '#!/bin/sh\n');
+  t.deepEqual(manifestFiles(root), ['knative/a.yaml', 'db/backup/cronjob.yaml', 'db/pvc.yml'], 'kustomize\'s own files and scripts are not manifests');
+  t.deepEqual(undeployedFiles(renderKustomization('.', root), root), ['db/pvc.yml']);
+});
+
+manifestTest('a kustomization that does not render fails with kubectl\'s reason, such as a generator reading a file outside it', (t) => {
+  const root = mkdtempSync(path.join(tmpdir(), 'kustomize-'));
+  mkdirSync(path.join(root, 'knative'));
+  writeFileSync(path.join(root, 'settings.env'), 'MESSAGE=Hello\n');
+  writeFileSync(path.join(root, 'knative', 'kustomization.yaml'), 'configMapGenerator:\n  - name: settings\n    files: [../settings.env]\n');
+  t.throws(() => renderKustomization('knative', root), { message: /kubectl kustomize .* failed: .*(not in or below|security)/s });
 });
 
 test('manifests are read as kubectl reads them: YAML 1.1, so an unquoted yes is a boolean', (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'yaml-'));
-  writeFileSync(path.join(dir, 'a.yaml'), 'value: yes\n---\n---\nvalue: "yes"\n');
-  t.deepEqual(readYamlDocuments(path.join(dir, 'a.yaml')), [{ value: true }, { value: 'yes' }]);
-  writeFileSync(path.join(dir, 'b.yaml'), 'a: 1\na: 2\n');
-  t.throws(() => readYamlDocuments(path.join(dir, 'b.yaml')), { message: /b\.yaml/ });
+  t.deepEqual(parseYamlDocuments('value: yes\n---\n---\nvalue: "yes"\n', 'a.yaml'), [{ value: true }, { value: 'yes' }]);
+  t.throws(() => parseYamlDocuments('a: 1\na: 2\n', 'b.yaml'), { message: /b\.yaml/ });
 });
 
 test('closing a schema makes unknown fields errors, except where Kubernetes preserves them', (t) => {
@@ -54,22 +82,24 @@ test('closing a schema makes unknown fields errors, except where Kubernetes pres
   t.deepEqual((closeSchema({ properties: { a: {} }, additionalProperties: { type: 'string' } }) as Obj).additionalProperties, { type: 'string' });
 });
 
-test('Kubernetes kinds: a misspelt field anywhere is caught', (t) => {
+manifestTest('Kubernetes kinds: a misspelt field anywhere is caught', (t) => {
   assertCaught(t, problemsAfter('db/postgres-statefulset.yaml', (doc) => (doc.spec.replica = 1)), /StatefulSet\/postgres: \/spec\/replica: unknown field/);
   assertCaught(t, problemsAfter('db/postgres-statefulset.yaml', (doc) => (container(doc).imagePullPolicyy = 'Always')), /containers\/0\/imagePullPolicyy: unknown field/);
   assertCaught(t, problemsAfter('db/postgres-statefulset.yaml', (doc) => (doc.spec.volumeClaimTemplates[0].spec.resources.request = {})), /volumeClaimTemplates\/0\/spec\/resources\/request: unknown field/);
   assertCaught(t, problemsAfter('db/postgres-service.yaml', (doc) => (doc.metadata.label = {})), /Service\/postgres: \/metadata\/label: unknown field/);
-  assertCaught(t, problemsAfter('knative/log-output-configmap.yaml', (doc) => (doc.date = doc.data)), /ConfigMap\/log-output-config: \/date: unknown field/);
+  assertCaught(t, problemsAfter('knative/kustomization.yaml', (doc) => (doc.date = doc.data)), /ConfigMap\/log-output-config-\w+: \/date: unknown field/);
+  assertCaught(t, problemsAfter('knative/image-prepull.yaml', (doc) => (doc.spec.template.spec.initContainers[0].comand = ['node'])), /DaemonSet\/image-prepull: .*initContainers\/0\/comand: unknown field/);
+  assertCaught(t, problemsAfter('knative/resource-quota.yaml', (doc) => (doc.spec.hrad = doc.spec.hard)), /ResourceQuota\/exercises-quota: \/spec\/hrad: unknown field/);
 });
 
-test('Kubernetes kinds: a wrong type is caught', (t) => {
+manifestTest('Kubernetes kinds: a wrong type is caught', (t) => {
   assertCaught(t, problemsAfter('db/postgres-statefulset.yaml', (doc) => (doc.spec.replicas = 'one')), /\/spec\/replicas: must be integer/);
   // What `value: yes` would become: kubectl reads YAML 1.1.
   assertCaught(t, problemsAfter('db/postgres-statefulset.yaml', (doc) => (container(doc).env[0] = { name: 'X', value: true })), /env\/0\/value: must be string/);
   assertCaught(t, problemsAfter('db/postgres-service.yaml', (doc) => (doc.spec.ports[0].port = '5432')), /ports\/0\/port: must be integer/);
 });
 
-test('a Knative Service: unknown fields in the spec and in both metadata are caught', (t) => {
+manifestTest('a Knative Service: unknown fields in the spec and in both metadata are caught', (t) => {
   assertCaught(t, problemsAfter('knative/pingpong.yaml', (doc) => (container(doc).imagePullPolicyy = 'Always')), /Service\/pingpong: \/spec\/template\/spec\/containers\/0\/imagePullPolicyy: unknown field/);
   assertCaught(t, problemsAfter('knative/pingpong.yaml', (doc) => (doc.spec.traffik = [])), /\/spec\/traffik: unknown field/);
   assertCaught(t, problemsAfter('knative/pingpong.yaml', (doc) => (doc.metadata.annotation = {})), /\/metadata\/annotation: unknown field/);
@@ -80,7 +110,7 @@ test('a Knative Service: unknown fields in the spec and in both metadata are cau
   assertCaught(t, problemsAfter('knative/pingpong.yaml', (doc) => (doc.spec.template.spec.restartPolicy = 'Always')), /spec\/restartPolicy: unknown field/);
 });
 
-test('a Knative Service: fields behind a feature flag that is off by default are caught; emptyDir, on by default, is not', (t) => {
+manifestTest('a Knative Service: fields behind a feature flag that is off by default are caught; emptyDir, on by default, is not', (t) => {
   assertCaught(t, problemsAfter('knative/pingpong.yaml', (doc) => (doc.spec.template.spec.nodeSelector = { disk: 'ssd' })), /\/spec\/template\/spec\/nodeSelector: needs Knative's feature flag kubernetes\.podspec-nodeselector/);
   assertCaught(t, problemsAfter('knative/pingpong.yaml', (doc) => (container(doc).securityContext.capabilities.add = ['NET_ADMIN'])), /capabilities\/add: needs Knative's feature flag kubernetes\.containerspec-addcapabilities/);
   assertCaught(t, problemsAfter('knative/pingpong.yaml', (doc) => (doc.spec.template.spec.securityContext = { fsGroup: 1000 })), /podspec-securitycontext/);
@@ -91,7 +121,7 @@ test('a Knative Service: fields behind a feature flag that is off by default are
   t.deepEqual(withScratch, []);
 });
 
-test('a SealedSecret: unknown fields in its spec and in the Secret template are caught', (t) => {
+manifestTest('a SealedSecret: unknown fields in its spec and in the Secret template are caught', (t) => {
   const file = 'knative/postgres-credentials.sealedsecret.yaml';
   assertCaught(t, problemsAfter(file, (doc) => (doc.spec.encrytedData = doc.spec.encryptedData)), /SealedSecret\/postgres-credentials: .*encrytedData/);
   assertCaught(t, problemsAfter(file, (doc) => (doc.spec.template.metadata.label = {})), /\/spec\/template\/metadata\/label: unknown field/);

@@ -62,6 +62,14 @@ test('a dotenv file that cannot be parsed stops start-up with the file and line'
   t.throws(() => readLogOutputConfig({ ENV_FILE: dir }), { instanceOf: ConfigError, message: /cannot be read/ });
 });
 
+test('the wait for pingpong is 2 s unless PINGPONG_TIMEOUT_MS says otherwise, in whole milliseconds up to a minute', (t) => {
+  t.is(readLogOutputConfig({}).pingpongTimeoutMs, 2000);
+  t.is(readLogOutputConfig({ PINGPONG_TIMEOUT_MS: '10000' }).pingpongTimeoutMs, 10_000);
+  for (const bad of ['10s', '0', '-1', '60001', '1.5']) {
+    t.throws(() => readLogOutputConfig({ PINGPONG_TIMEOUT_MS: bad }), { instanceOf: ConfigError, message: `PINGPONG_TIMEOUT_MS must be a whole number from 1 to 60000, got "${bad}"` });
+  }
+});
+
 test('the stamp line and the page have the exact course format', (t) => {
   const stamp = stampLine(new Date('2020-03-30T12:15:17.705Z'), '8523ecb1-c716-4cb6-a044-b9e83bb98e43');
   t.is(stamp, '2020-03-30T12:15:17.705Z: 8523ecb1-c716-4cb6-a044-b9e83bb98e43.');
