@@ -60,7 +60,7 @@ http(
     } catch (error) {
       fail(error);
     }
-  }, { routes: ['/', '/api/images', '/image', '/images/:id', '/healthz'], close: async () => undefined }),
+  }, { routes: ['/', '/api/images', '/image', '/images/:id', '/healthz', '/livez'], close: async () => undefined }),
 );
 
 function route(pixabay: PixabayClient, req: Request, res: Response): Promise<void> | void {

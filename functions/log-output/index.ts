@@ -57,5 +57,5 @@ http(
     pingpongHasAnswered = true;
     if (req.path === '/healthz') return void res.type('text/plain').send('ok');
     res.type('text/plain').send(pageText(config.message, stampLine(new Date(), instanceId), pongs));
-  }, { routes: ['/', '/healthz'], close: async () => clearInterval(stamping) }),
+  }, { routes: ['/', '/healthz', '/livez'], close: async () => clearInterval(stamping) }),
 );

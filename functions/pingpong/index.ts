@@ -77,7 +77,7 @@ http(
       default:
         return sendNotFound(req, res);
     }
-  }, { routes: ['/pingpong', '/pongs', '/healthz'], close: () => sql.end({ timeout: 5 }) }),
+  }, { routes: ['/pingpong', '/pongs', '/healthz', '/livez'], close: () => sql.end({ timeout: 5 }) }),
 );
 
 /**

@@ -33,14 +33,14 @@ test.after.always(postgres.stop);
 test.serial('pingpong survives the fuzzer', async (t) => {
   const db = await postgres.database(t);
   const pingpong = await startFunction(t, 'pingpong', { DATABASE_URL: db.url });
-  await fuzzFunction(t, pingpong, 0, { routes: ['/pingpong', '/pongs', '/healthz'], params: [] }, ['/pingpong', '/pongs', '/healthz']);
+  await fuzzFunction(t, pingpong, 0, { routes: ['/pingpong', '/pongs', '/healthz', '/livez'], params: [] }, ['/pingpong', '/pongs', '/healthz', '/livez']);
 });
 
 test.serial('log-output survives the fuzzer', async (t) => {
   const db = await postgres.database(t);
   const pingpong = await startFunction(t, 'pingpong', { DATABASE_URL: db.url });
   const logOutput = await startFunction(t, 'log-output', { PINGPONG_URL: pingpong.url, MESSAGE: 'Hello' });
-  await fuzzFunction(t, logOutput, 1, { routes: ['/', '/healthz'], params: [] }, ['/', '/healthz']);
+  await fuzzFunction(t, logOutput, 1, { routes: ['/', '/healthz', '/livez'], params: [] }, ['/', '/healthz', '/livez']);
   t.true(pingpong.running(), 'pingpong, behind log-output, is still running');
 });
 
@@ -50,9 +50,9 @@ test.serial('image-proxy survives the fuzzer and never shows its key', async (t)
   const proxy = await startFunction(t, 'image-proxy', pixabay.env);
   const [first, second] = pixabay.hitsFor('');
   const outcomes = await fuzzFunction(t, proxy, 2, {
-    routes: ['/', '/?q=red+sky&page=2', '/api/images', '/api/images?q=sky', '/image', `/images/${first!.id}`, `/images/${second!.id}?size=web`, '/images/1', '/healthz'],
+    routes: ['/', '/?q=red+sky&page=2', '/api/images', '/api/images?q=sky', '/image', `/images/${first!.id}`, `/images/${second!.id}?size=web`, '/images/1', '/healthz', '/livez'],
     params: ['q', 'page', 'size'],
-  }, ['/', '/api/images', '/image', '/images/:id', '/healthz']);
+  }, ['/', '/api/images', '/image', '/images/:id', '/healthz', '/livez']);
   const leaking = outcomes.filter((outcome) => holdsKey(outcome.raw.toString('latin1'), pixabay.apiKey));
   t.deepEqual(leaking.map(describe), [], 'no response holds the key');
   t.false(holdsKey(proxy.output(), pixabay.apiKey), 'no log line holds the key');
@@ -110,6 +110,8 @@ async function fuzzFunction(t: ExecutionContext, fn: RunningFunction, salt: numb
     return !methods.has(labels.http_request_method!) || !routes.has(labels.http_route!) || (status !== undefined && !statuses.has(status));
   });
   t.deepEqual(strays.map((sample) => JSON.stringify(sample.labels)), [], 'every request series has a bounded method, route and status');
+  const answeredAsOther = series.filter(({ labels }) => labels.http_route === 'other' && !['404', '405', undefined].includes(labels.http_response_status_code));
+  t.deepEqual(answeredAsOther.map((sample) => JSON.stringify(sample.labels)), [], "'other' is only ever a 404 or 405: a path answered otherwise is a route missing from the function's list");
   // Each status may also be missing (a client that left before its answer).
   const bound = methods.size * routes.size * (statuses.size + 1);
   t.true(series.length <= bound, `${series.length} request series, at most ${bound}`);

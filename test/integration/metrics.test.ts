@@ -44,9 +44,9 @@ testWithPromtool("promtool finds nothing in any function's /metrics after traffi
   const { pixabay, functions } = await startAll(t);
   const [hit] = pixabay.hitsFor('red sky');
   const traffic: Record<string, string[]> = {
-    pingpong: ['/pingpong', '/pingpong', '/pongs', '/healthz', '/nope'],
-    'log-output': ['/', '/healthz', '/nope'],
-    'image-proxy': ['/api/images', '/api/images', '/?q=sky', `/images/${hit!.id}`, '/image', '/images/x', '/?page=9', '/nope'],
+    pingpong: ['/pingpong', '/pingpong', '/pongs', '/healthz', '/livez', '/nope'],
+    'log-output': ['/', '/healthz', '/livez', '/nope'],
+    'image-proxy': ['/api/images', '/api/images', '/?q=sky', `/images/${hit!.id}`, '/image', '/images/x', '/?page=9', '/healthz', '/livez', '/nope'],
   };
   for (const [name, fn] of Object.entries(functions)) {
     for (const path of traffic[name]!) await fetch(`${fn.url}${path}`);
@@ -57,6 +57,8 @@ testWithPromtool("promtool finds nothing in any function's /metrics after traffi
     t.deepEqual(promtoolFindings(text), [], `${name}: promtool check metrics`);
     for (const metric of [...EXPECTED[name]!, ...PROCESS_METRICS]) t.true(text.includes(`\n# TYPE ${metric} `), `${name} exposes ${metric}`);
     t.false(/^nodejs_active_\w+_total/m.test(text), `${name}: no gauge ends in _total`);
+    const answeredAsOther = requestSeries(parseSamples(text)).filter(({ labels }) => labels.http_route === 'other' && !['404', '405'].includes(labels.http_response_status_code!));
+    t.deepEqual(answeredAsOther.map((sample) => JSON.stringify(sample.labels)), [], `${name}: 'other' is only ever a 404 or 405; a path answered otherwise is a route missing from the function's list`);
   }
   pixabay.setBehaviour('server-error');
   await fetch(`${functions['image-proxy']!.url}/api/images?q=failing`);
