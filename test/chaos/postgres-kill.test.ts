@@ -2,14 +2,15 @@ import test from 'ava';
 import { startFunction } from '../helpers/functions';
 import { HANG_MS, acknowledgedPongs, assertNoAcknowledgedPingLost, sleep, startPingLoad, waitForPong, within } from '../helpers/load';
 import { startTestPostgres } from '../helpers/postgres';
+import { BUSY_MACHINE_SLACK_MS } from '../helpers/timing';
 
 const CLIENTS = 32;
 const KILLS = 3;
 const OUTAGE_MS = 1500;
 const STEADY_MS = 2000;
-// pingpong answers within its 1.2 s database deadline whatever Postgres does; the other 0.8 s is for
-// this shared, noisy 2-vCPU machine, where 32 clients, pingpong and a recovering Postgres share the CPUs.
-const OUTAGE_ANSWER_MS = 2000;
+// pingpong answers within its 1.2 s database deadline whatever Postgres does, 2 s as documented; on a
+// shared 2-vCPU machine 32 clients, pingpong and a recovering Postgres share the CPUs, hence the slack.
+const OUTAGE_ANSWER_MS = 2000 + BUSY_MACHINE_SLACK_MS;
 // The pool waits at most 0.5 s before connecting again (reconnectDelaySeconds), so pongs come back well
 // within a second of Postgres being ready (0.1-0.6 s measured); the rest is for this noisy machine.
 const RECOVERY_MS = 5000;

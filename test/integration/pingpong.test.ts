@@ -1,6 +1,7 @@
 import test from 'ava';
 import { startFunction } from '../helpers/functions';
 import { startTestPostgres } from '../helpers/postgres';
+import { BUSY_MACHINE_SLACK_MS } from '../helpers/timing';
 
 test('pong 0 first, then counting; /pongs tells without counting', async (t) => {
   const db = await startTestPostgres(t);
@@ -80,7 +81,7 @@ test('with Postgres stopped: 503 within 2 s with a reason, and recovery without 
     const response = await fetch(`${pingpong.url}${path}`);
     t.is(response.status, 503, path);
     t.regex(await response.text(), /^database unavailable: .+\n$/, path);
-    t.true(Date.now() - started < 2000, `${path} took ${Date.now() - started} ms`);
+    t.true(Date.now() - started < 2000 + BUSY_MACHINE_SLACK_MS, `${path} took ${Date.now() - started} ms`);
   }
 
   await db.start();
@@ -101,8 +102,8 @@ test('a frozen database (connections open, nothing answering) still gets a 503 w
     const started = Date.now();
     const response = await fetch(`${pingpong.url}/pingpong`);
     t.is(response.status, 503);
-    t.regex(await response.text(), /^database unavailable: the database did not answer within \d+ ms\n$/);
-    t.true(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+    t.is(await response.text(), 'database unavailable: the database did not answer within 1200 ms\n', 'its own deadline, not a wait');
+    t.true(Date.now() - started < 2000 + BUSY_MACHINE_SLACK_MS, `took ${Date.now() - started} ms`);
   } finally {
     for (const pid of serverPids) process.kill(pid, 'SIGCONT');
   }
