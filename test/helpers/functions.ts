@@ -2,7 +2,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { ExecutionContext } from 'ava';
 import { spawnFunction, waitForHttp } from '../../scripts/functions';
-import { freePort } from './ports';
+import { freePort, listensOn } from './ports';
 
 export interface RunningFunction {
   url: string;
@@ -36,7 +36,7 @@ export async function startFunction(
     spawn?: (target: string, port: number, env: NodeJS.ProcessEnv) => ChildProcess;
   } = {},
 ): Promise<RunningFunction> {
-  const port = fixedPort ?? (await freePort());
+  let port = fixedPort ?? (await freePort());
   let text = '';
   let child = spawn(target, port, env);
   let exited: Promise<number | null>;
@@ -53,11 +53,13 @@ export async function startFunction(
     exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
   };
   // A process that exits while starting will never answer: say so at once rather than after the 30 s.
-  const answering = () =>
-    Promise.race([
+  const answering = async () => {
+    await Promise.race([
       waitForHttp(`http://127.0.0.1:${port}${waitPath}`, 30_000),
       exited.then((code) => Promise.reject(new Error(`it exited (code ${code}) before answering`))),
     ]);
+    if (!listensOn(child.pid!, port)) throw new PortTaken(`port ${port} was taken by another process before it could listen`);
+  };
   const running = () => child.exitCode === null && child.signalCode === null;
   const stop = async () => {
     if (running()) child.kill('SIGTERM');
@@ -70,11 +72,24 @@ export async function startFunction(
 
   watch();
   t.teardown(() => stop().then(() => undefined));
-  try {
-    await answering();
-  } catch (error) {
-    await stop();
-    throw new Error(`${target} did not start; it printed:\n${text}`, { cause: error });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await answering();
+      break;
+    } catch (error) {
+      await stop();
+      if (error instanceof PortTaken && fixedPort === undefined && attempt < 3) {
+        port = await freePort();
+        text = '';
+        child = spawn(target, port, env);
+        watch();
+        continue;
+      }
+      throw new Error(`${target} did not start; it printed:\n${text}`, { cause: error });
+    }
   }
   return { url: `http://127.0.0.1:${port}`, port, pid: () => child.pid!, output: () => text, stop, kill, running, restart: launch };
 }
+
+/** Another process got the port between it being found free and the function binding it: try another. */
+class PortTaken extends Error {}
