@@ -78,7 +78,8 @@ export async function startFunction(
       break;
     } catch (error) {
       await stop();
-      if (error instanceof PortTaken && fixedPort === undefined && attempt < 3) {
+      const portLost = error instanceof PortTaken || text.includes('EADDRINUSE');
+      if (portLost && fixedPort === undefined && attempt < 3) {
         port = await freePort();
         text = '';
         child = spawn(target, port, env);
@@ -91,5 +92,6 @@ export async function startFunction(
   return { url: `http://127.0.0.1:${port}`, port, pid: () => child.pid!, output: () => text, stop, kill, running, restart: launch };
 }
 
-/** Another process got the port between it being found free and the function binding it: try another. */
+/** Another process got the port between it being found free and the function binding it (so the function
+ * either exits with EADDRINUSE or, worse, the other process answers for it): try another. */
 class PortTaken extends Error {}

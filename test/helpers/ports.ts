@@ -1,14 +1,28 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 
-/** A TCP port nobody listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
+/**
+ * A TCP port nobody listens on right now, for a server another process will start on it. It is taken
+ * below the kernel's ephemeral range: a port from `listen(0)` comes from that range, where the next
+ * outgoing connection of any test (thousands a second while one fuzzes) may take it before our server
+ * binds it. Checked the way the functions listen, on every address.
+ */
+export async function freePort(): Promise<number> {
+  const [ephemeralLow] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const low = 10_000;
+  const high = Math.max(low + 1000, ephemeralLow! - 1);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (await isFree(port)) return port;
+  }
+  throw new Error(`no free port found between ${low} and ${high}`);
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+      .once('error', () => resolve(false))
+      .listen(port, () => server.close(() => resolve(true)));
   });
 }
 
