@@ -3,9 +3,8 @@
  * and `npm run backup` / `npm run restore` run as a user runs them (compiled).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import ava, { type ExecutionContext } from 'ava';
 import postgres from 'postgres';
@@ -14,6 +13,7 @@ import { migrate } from '../../functions/shared/db';
 import { startFunction } from '../helpers/functions';
 import { freePort } from '../helpers/ports';
 import { sharedTestPostgres, startTestPostgres } from '../helpers/postgres';
+import { tempDir } from '../helpers/temp';
 import { testNeeding } from '../helpers/tools';
 
 // One at a time: each test runs several processes, and other files' tests measure response times.
@@ -62,12 +62,6 @@ function connectTo(t: ExecutionContext, db: Database): postgres.Sql {
   return sql;
 }
 
-function tempDir(t: ExecutionContext, prefix = 'backups-'): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 /** Every file in `dir`, hidden ones (a partial dump) included, sorted. */
 const filesIn = (dir: string) => readdirSync(dir).sort();
 
@@ -112,7 +106,7 @@ test('count at K, backup, wipe, restore: the count is K again', async (t) => {
   const k = 37;
   for (let i = 0; i < k; i++) await fetch(`${pingpong.url}/pingpong`);
   t.is(await pongsOf(pingpong.url), k);
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
 
   const made = await backup({ ...libpq(db), BACKUP_DIR: dir });
   t.is(made.code, 0, made.stderr);
@@ -146,7 +140,7 @@ test('a backup taken while pings are being written restores to the count in the 
     while (writing) await fetch(`${pingpong.url}/pingpong`).catch(() => undefined); // what counts is what was committed
   });
   while ((await countOf(db.sql)) < 50) await new Promise((resolve) => setTimeout(resolve, 10));
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
 
   const before = await countOf(db.sql);
   const made = await backup({ ...libpq(db), BACKUP_DIR: dir });
@@ -166,7 +160,7 @@ test('a backup taken while pings are being written restores to the count in the 
 });
 
 test('database down: non-zero exit, no new file, the older backups kept', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   writeFileSync(path.join(dir, 'backup-20200101T000000Z.dump'), 'an older backup');
   const nobody = { PGHOST: 'localhost', PGPORT: String(await freePort()), PGUSER: 'postgres', PGPASSWORD: 'x' };
 
@@ -180,7 +174,7 @@ test('database down: non-zero exit, no new file, the older backups kept', async 
 test('connection lost in the middle of the dump: non-zero exit and the partial file is removed', async (t) => {
   const db = await shared.database(t);
   await migrate(db.sql);
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   // Hold a lock pg_dump must wait for, so it is caught mid-dump with its output file already open.
   const locker = await db.sql.reserve();
   t.teardown(() => locker.release());
@@ -206,7 +200,7 @@ test('connection lost in the middle of the dump: non-zero exit and the partial f
 
 test('wrong password: non-zero exit, no file, and no password in the output', async (t) => {
   const db = await shared.database(t);
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   const made = await backup({ ...libpq(db), PGPASSWORD: 'not-the-password-7d1e', BACKUP_DIR: dir });
   t.not(made.code, 0);
   t.regex(made.stderr, /password authentication failed for user "postgres"/);
@@ -215,7 +209,7 @@ test('wrong password: non-zero exit, no file, and no password in the output', as
 });
 
 test('a password inside DATABASE_URL is refused: it would show on the command line', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   // Built at run time, so the tree holds no URL with a password in it.
   const inUserInfo = new URL('postgres://postgres@localhost/postgres');
   inUserInfo.password = 'in-url';
@@ -231,7 +225,7 @@ test('a password inside DATABASE_URL is refused: it would show on the command li
 
 test('retention keeps exactly the newest BACKUP_KEEP and touches nothing else', async (t) => {
   const db = await shared.database(t);
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   const older = [1, 2, 3, 4, 5, 6].map((day) => `backup-2020010${day}T000000Z.dump`);
   for (const name of [...older, 'notes.txt', 'other-20200101T000000Z.dump']) writeFileSync(path.join(dir, name), name);
 
@@ -258,7 +252,7 @@ test('a truncated or corrupted dump is caught by the verify step and not kept', 
     corrupted: `printf '\\xde\\xad\\xbe\\xef' | dd of="$file" bs=1 seek=$(($(wc -c <"$file") * 2 / 3)) conv=notrunc status=none`,
   };
   for (const [damage, command] of Object.entries(damages)) {
-    const dir = tempDir(t);
+    const dir = tempDir(t, 'backups-');
     writeFileSync(path.join(dir, 'backup-20200101T000000Z.dump'), 'an older backup');
     const copy = path.join(kept, `${damage}.dump`);
     const PATH = wrapPgDump(t, `${command}\ncp "$file" ${JSON.stringify(copy)}`);
@@ -277,10 +271,10 @@ test('full disk (a file size limit on the script): non-zero exit and no partial 
   await migrate(db.sql);
   await addFiller(db.sql);
   const limitKiB = 16;
-  const probe = await backup({ ...libpq(db), BACKUP_DIR: tempDir(t) });
+  const probe = await backup({ ...libpq(db), BACKUP_DIR: tempDir(t, 'backups-') });
   t.true(Number(summaryLine.exec(probe.stdout)?.[2]) > limitKiB * 1024, 'the dump is larger than the limit');
 
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   // With SIGXFSZ ignored, a write past the limit fails like one on a full disk instead of killing pg_dump.
   const made = await run('bash', ['-c', `ulimit -f ${limitKiB} && trap '' XFSZ && exec bash "$0"`, script('backup.sh')], {
     ...libpq(db),
@@ -295,7 +289,7 @@ test('restore refuses a database with data, naming it, and replaces it with --fo
   const db = await shared.database(t);
   await migrate(db.sql);
   await db.sql`update pings set n = 5`;
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   t.is((await backup({ ...libpq(db), BACKUP_DIR: dir })).code, 0);
   const file = path.join(dir, filesIn(dir)[0]!);
   await db.sql`update pings set n = 9`;
@@ -320,7 +314,7 @@ test('restore refuses a database with data, naming it, and replaces it with --fo
   t.is(newest.code, 0, newest.stderr);
   t.true(newest.stdout.startsWith(`restore ok: file=${file} `), newest.stdout);
   t.is(await countOf(db.sql), 5);
-  const empty = await restore(libpq(db), tempDir(t), '--force');
+  const empty = await restore(libpq(db), tempDir(t, 'backups-'), '--force');
   t.is(empty.code, 1);
   t.regex(empty.stderr, /^restore failed: no backup-\*\.dump in \S+\n$/);
 
@@ -339,7 +333,7 @@ test('npm run backup and restore use the embedded Postgres of npm start, startin
   const db = await startTestPostgres(t); // its own: this test stops it
   await migrate(db.sql);
   await db.sql`update pings set n = 5`;
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   const local = { EMBEDDED_PG_DIR: db.dir, EMBEDDED_PG_PORT: String(db.port), BACKUP_DIR: dir };
 
   const made = await run(process.execPath, [npmScript('backup')], local);
@@ -371,7 +365,7 @@ test('npm run backup and restore use the embedded Postgres of npm start, startin
 
 test('npm run backup with DATABASE_URL: the password reaches pg_dump only through its environment', async (t) => {
   const db = await shared.database(t);
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'backups-');
   const argsFile = path.join(tempDir(t, 'args-'), 'pg_dump-args');
   const PATH = wrapPgDump(t, `printf '%s\\n' "$@" > ${JSON.stringify(argsFile)}`);
 
