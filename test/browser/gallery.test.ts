@@ -3,8 +3,7 @@
  * browser of its own), against image-proxy served from dist/ and the stand-in Pixabay, and as
  * `npm run demo` shows it. Screenshots go to test/screenshots/ (gitignored), for a person to look at.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -12,6 +11,7 @@ import { projectRoot } from '../../functions/shared/config';
 import { startFunction } from '../helpers/functions';
 import { fakePixabay } from '../helpers/pixabay';
 import { runnerEnv, runStart } from '../helpers/runner';
+import { tempDir } from '../helpers/temp';
 
 const CHROMIUM = '/usr/bin/chromium';
 const screenshots = path.join(projectRoot, 'test', 'screenshots');
@@ -22,16 +22,13 @@ if (skipLoudly) console.warn(`\n*** SKIPPING the browser test: ${CHROMIUM} is mi
 /** A fresh headless chromium with its own profile folder, closed and removed after the test. */
 async function openBrowser(t: ExecutionContext): Promise<BrowserContext> {
   if (chromiumMissing) throw new Error(`${CHROMIUM} is missing: .ci/run must install chromium`);
-  const profile = mkdtempSync(path.join(tmpdir(), 'chromium-profile-'));
+  const profile = tempDir(t, 'chromium-profile-');
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
-  t.teardown(async () => {
-    await browser.close();
-    rmSync(profile, { recursive: true, force: true });
-  });
+  t.teardown(() => browser.close());
   return browser;
 }
 

@@ -1,11 +1,11 @@
 /** `npm start`'s runner (scripts/start.ts), run as a user runs it (compiled), with its data and ports moved aside. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { projectRoot } from '../../functions/shared/config';
 import { freePort } from './ports';
+import { tempDir } from './temp';
 
 export interface Runner {
   child: ChildProcess;
@@ -18,9 +18,8 @@ export interface Runner {
 
 /** The runner's environment on free ports, with an embedded Postgres in a folder removed after the test. */
 export async function runnerEnv(t: ExecutionContext): Promise<Record<string, string>> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'start-test-'));
+  const dir = tempDir(t, 'start-test-');
   chmodSync(dir, 0o755); // as root the embedded server runs as the postgres user
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return {
     EMBEDDED_PG_DIR: path.join(dir, 'data'),
     EMBEDDED_PG_PORT: String(await freePort()),

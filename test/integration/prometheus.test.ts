@@ -5,8 +5,6 @@
  * true within a minute of Postgres stopping and false again once it is back. kube-state-metrics needs a
  * cluster, so a stand-in serves the backup CronJob's two series.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { projectRoot } from '../../functions/shared/config';
@@ -17,6 +15,7 @@ import { alertRules, asGrafanaSends, dashboard, dashboardQueries } from '../help
 import { fakePixabay } from '../helpers/pixabay';
 import { freePort } from '../helpers/ports';
 import { startTestPostgres } from '../helpers/postgres';
+import { tempDir } from '../helpers/temp';
 import { testNeeding } from '../helpers/tools';
 
 const FUNCTIONS = ['image-proxy', 'log-output', 'pingpong'];
@@ -36,8 +35,7 @@ withPrometheus('on a real Prometheus every alert and dashboard expression return
   const now = () => Date.now() / 1000;
   const ports = { pingpong: await freePort(), 'log-output': await freePort(), 'image-proxy': await freePort() };
   const kubeStateMetrics = await fakeKubeStateMetrics(t, { createdAt: now() - 30 * 24 * HOUR, lastSuccessAt: now() - 27 * HOUR });
-  const dir = mkdtempSync(path.join(tmpdir(), 'prometheus-test-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'prometheus-test-');
   const config = writePrometheusConfig(
     dir,
     [functionsJob(ports, '127.0.0.1'), { name: 'kube-state-metrics', targets: [{ address: kubeStateMetrics.address, labels: {} }] }],

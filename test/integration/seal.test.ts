@@ -4,24 +4,20 @@
  * cluster is the one thing we cannot reach.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { parse } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
 import { makeCertificate, type TestCertificate } from '../helpers/certificates';
 import { crdValidator } from '../helpers/manifests';
+import { tempDirForFile } from '../helpers/temp';
 import { unseal, type AppliedSealedSecret } from '../helpers/unseal';
 
 const sealScript = path.join(projectRoot, 'dist', 'scripts', 'seal.js');
 const validateSealedSecret = crdValidator('sealedsecret-crd.yaml');
-const dir = mkdtempSync(path.join(tmpdir(), 'seal-test-'));
-const emptyDir = mkdtempSync(path.join(tmpdir(), 'seal-test-path-'));
-test.after.always(() => {
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(emptyDir, { recursive: true, force: true });
-});
+const dir = tempDirForFile('seal-test-');
+const emptyDir = tempDirForFile('seal-test-path-');
 
 let controller: TestCertificate;
 let certFile: string;

@@ -1,12 +1,11 @@
 /** `npm start` and `npm run demo`: the runner, run as a user runs it (compiled), with its data and ports moved aside. */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import postgres from 'postgres';
 import { freePort } from '../helpers/ports';
 import { runnerEnv, runStart } from '../helpers/runner';
+import { tempDir } from '../helpers/temp';
 
 test('serves the three functions, stops cleanly on SIGTERM and SIGINT, and a second start finds the count', async (t) => {
   const env = await runnerEnv(t);
@@ -80,8 +79,7 @@ test('as root under a folder the postgres user cannot enter: a clear message, ex
     t.log('not root: the embedded server runs as this user, so the case does not arise');
     return t.pass();
   }
-  const locked = mkdtempSync(path.join(tmpdir(), 'locked-')); // mode 700, like /root
-  t.teardown(() => rmSync(locked, { recursive: true, force: true }));
+  const locked = tempDir(t, 'locked-'); // mode 700, like /root
   const start = await runStart(t, {
     EMBEDDED_PG_DIR: path.join(locked, 'project', '.data'),
     EMBEDDED_PG_PORT: String(await freePort()),

@@ -5,14 +5,14 @@
  * runs every expression on a real Prometheus.)
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { parse, stringify } from 'yaml';
 import { alertRulesText, RULES_FILE_NAME } from '../../scripts/prometheus';
 import { assertCaught, isKnativeService, loadManifests, manifestTest, schemaProblems, type Obj } from '../helpers/manifests';
 import { alertRules, dashboard, dashboardQueries, DASHBOARD_FILE, podMonitorProblems, RULE_TESTS_FILE, ruleTests } from '../helpers/monitoring';
+import { tempDir } from '../helpers/temp';
 import { testNeeding } from '../helpers/tools';
 
 const manifests = loadManifests();
@@ -126,8 +126,7 @@ test('the dashboard: its data source is a variable, as in kube-prometheus-stack\
 
 /** A temporary folder with the PrometheusRule's groups as a plain rules file, and `testsText` beside it. */
 function rulesWithTests(t: ExecutionContext, testsText: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'alert-rules-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'alert-rules-');
   writeFileSync(path.join(dir, RULES_FILE_NAME), alertRulesText());
   writeFileSync(path.join(dir, 'alert-rules.test.yaml'), testsText);
   return dir;
