@@ -39,8 +39,11 @@ export async function startTestPostgres(t: ExecutionContext): Promise<TestPostgr
   };
   t.teardown(async () => {
     await sql.end({ timeout: 1 }).catch(() => undefined);
-    await stop();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      await stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true }); // a server that would not stop must not leave its folder too
+    }
   });
   return { ...server, port, dir, sql, pid, kill, stop, start };
 }
@@ -125,8 +128,11 @@ export function sharedTestPostgres(): { database(t: ExecutionContext): Promise<T
     async stop() {
       if (!started) return;
       const { server, dir } = await started;
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
+      try {
+        await server.stop();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   };
 }
