@@ -1,14 +1,14 @@
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { startFunction } from '../helpers/functions';
 import { freePort } from '../helpers/ports';
 import { startTestPostgres } from '../helpers/postgres';
+import { tempDirForFile } from '../helpers/temp';
 import { BUSY_MACHINE_SLACK_MS } from '../helpers/timing';
 
-const envDir = mkdtempSync(path.join(tmpdir(), 'log-output-test-'));
+const envDir = tempDirForFile('log-output-test-');
 const helloEnv = path.join(envDir, 'hello.env');
 writeFileSync(helloEnv, 'MESSAGE=Hello\n');
 

@@ -4,18 +4,18 @@
  * into db/migrations) and must be refused, naming its file and squawk's rule.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { projectRoot } from '../../functions/shared/config';
+import { tempDir } from '../helpers/temp';
 
 const run = promisify(execFile);
 
-/** `npm run lint:migrations -- <dir>`: exit code, and every `file: rule` squawk reported. */
-async function lint(files: Record<string, string>): Promise<{ code: number; found: string[]; output: string }> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+/** `npm run lint:migrations -- <dir>` over `files` in a folder of the test's: exit code, and every `file: rule` squawk reported. */
+async function lint(t: ExecutionContext, files: Record<string, string>): Promise<{ code: number; found: string[]; output: string }> {
+  const dir = tempDir(t, 'migrations-');
   for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
   const { code, stdout, stderr } = await run('npm', ['run', '-s', 'lint:migrations', '--', dir], { cwd: projectRoot }).then(
     ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
@@ -40,7 +40,7 @@ test('our migrations pass', async (t) => {
 });
 
 test('each change that breaks the running revision is refused, naming the file and the rule', async (t) => {
-  const { code, found, output } = await lint({
+  const { code, found, output } = await lint(t, {
     '001_create_pings.sql': 'create table pings (id boolean primary key default true check (id), n bigint not null);\n',
     '002_required_column.sql': `${timeouts}alter table pings add column owner text not null;\n`,
     '003_drop_column.sql': `${timeouts}alter table pings drop column n;\n`,
@@ -69,7 +69,7 @@ test('each change that breaks the running revision is refused, naming the file a
 });
 
 test('what keeps the previous release working passes: a nullable column, a column with a default, an index on a new table', async (t) => {
-  const { code, found, output } = await lint({
+  const { code, found, output } = await lint(t, {
     '002_expand.sql': `${timeouts}alter table pings add column note text;\nalter table pings add column created_at timestamptz not null default now();\n`,
     '003_new_table.sql': `${timeouts}create table visits (id bigint generated always as identity primary key, at timestamptz not null);\ncreate index visits_at on visits (at);\n`,
   });
@@ -79,8 +79,8 @@ test('what keeps the previous release working passes: a nullable column, a colum
 
 test('a waiver sits in the migration with its reason; one without a reason is refused', async (t) => {
   const waived = `${timeouts}-- squawk-ignore require-concurrent-index-creation -- pings has one row: the index builds in microseconds\ncreate index if not exists pings_n on pings (n);\n`;
-  t.is((await lint({ '002_index.sql': waived })).code, 0);
-  const bare = await lint({ '002_index.sql': `${timeouts}-- squawk-ignore require-concurrent-index-creation\ncreate index if not exists pings_n on pings (n);\n` });
+  t.is((await lint(t, { '002_index.sql': waived })).code, 0);
+  const bare = await lint(t, { '002_index.sql': `${timeouts}-- squawk-ignore require-concurrent-index-creation\ncreate index if not exists pings_n on pings (n);\n` });
   t.is(bare.code, 1);
   t.regex(bare.output, /002_index\.sql:3:-- squawk-ignore require-concurrent-index-creation\n/);
   t.regex(bare.output, /a squawk-ignore above has no reason: write it as -- squawk-ignore <rule> -- <why>/);

@@ -1,14 +1,14 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import postgres from 'postgres';
 import { migrate, migrationsDir } from '../../functions/shared/db';
 import { startTestPostgres } from '../helpers/postgres';
+import { tempDir } from '../helpers/temp';
 
 test('ten instances migrating at the same moment apply each file exactly once', async (t) => {
   const db = await startTestPostgres(t);
-  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  const dir = tempDir(t, 'migrations-');
   // Neither file can run twice: a second run would fail on the existing table or the duplicate row.
   writeFileSync(path.join(dir, '001_first.sql'), 'create table a (id int primary key); insert into a values (1);');
   writeFileSync(path.join(dir, '002_second.sql'), 'create table b (id int primary key); insert into a values (2);');
@@ -41,7 +41,7 @@ test('the project migrations create the counter at zero', async (t) => {
 
 test('a failing migration applies nothing and is retried next time', async (t) => {
   const db = await startTestPostgres(t);
-  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  const dir = tempDir(t, 'migrations-');
   writeFileSync(path.join(dir, '001_ok.sql'), 'create table c (id int);');
   writeFileSync(path.join(dir, '002_broken.sql'), 'create tabel oops;');
   await t.throwsAsync(migrate(db.sql, dir), { message: /syntax error/ });
@@ -54,7 +54,7 @@ test('a failing migration applies nothing and is retried next time', async (t) =
 test('CREATE INDEX CONCURRENTLY cannot run in the migrator\'s transaction: Postgres refuses it and nothing is applied', async (t) => {
   const db = await startTestPostgres(t);
   await migrate(db.sql, migrationsDir);
-  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  const dir = tempDir(t, 'migrations-');
   writeFileSync(path.join(dir, '001_create_pings.sql'), ''); // applied above
   writeFileSync(path.join(dir, '002_index.sql'), 'create index concurrently if not exists pings_n on pings (n);');
   await t.throwsAsync(migrate(db.sql, dir), { message: /CREATE INDEX CONCURRENTLY cannot run inside a transaction block/ });
@@ -64,7 +64,7 @@ test('CREATE INDEX CONCURRENTLY cannot run in the migrator\'s transaction: Postg
 test('a migration that cannot take its lock within its lock_timeout fails at once instead of queueing the running revision behind it', async (t) => {
   const db = await startTestPostgres(t);
   await migrate(db.sql, migrationsDir);
-  const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
+  const dir = tempDir(t, 'migrations-');
   writeFileSync(path.join(dir, '001_create_pings.sql'), ''); // applied above
   writeFileSync(path.join(dir, '002_note.sql'), "set local lock_timeout = '200ms';\nset local statement_timeout = '1s';\nalter table pings add column note text;\n");
   // A long transaction holding the table, as a slow query of the running revision would.

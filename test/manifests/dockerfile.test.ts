@@ -3,13 +3,13 @@
  * stage against the local runner (same entry, same framework, node directly) and the manifests (port,
  * numeric user), the production install, and the compiled code's imports.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { projectRoot } from '../../functions/shared/config';
 import { dockerfileProblems, dockerignoreProblems, installScriptProblems, parseDockerfile, runtimeImportProblems } from '../helpers/dockerfile';
 import { assertCaught, loadManifests } from '../helpers/manifests';
+import { tempDir } from '../helpers/temp';
 
 const manifests = loadManifests();
 const dockerfile = readFileSync(path.join(projectRoot, 'Dockerfile'), 'utf8');
@@ -26,14 +26,14 @@ test('the Dockerfile builds what the manifests and the local runner expect', (t)
 
 test('the build context leaves out secrets, local data and build output', (t) => {
   t.deepEqual(dockerignoreProblems(), []);
-  const root = mkdtempSync(path.join(tmpdir(), 'context-'));
+  const root = tempDir(t, 'context-');
   writeFileSync(path.join(root, '.dockerignore'), 'node_modules\n/dist/\n.git\n');
   t.deepEqual(dockerignoreProblems(root), ['.dockerignore: must exclude .data', '.dockerignore: must exclude .env']);
 });
 
 test('the compiled functions load only Node\'s modules and production dependencies: no ts-node, nothing from devDependencies', (t) => {
   t.deepEqual(runtimeImportProblems(), []);
-  const root = mkdtempSync(path.join(tmpdir(), 'dist-'));
+  const root = tempDir(t, 'dist-');
   mkdirSync(path.join(root, 'dist', 'functions', 'shared'), { recursive: true });
   writeFileSync(path.join(root, 'package.json'), JSON.stringify({ dependencies: { postgres: '1' }, devDependencies: { 'ts-node': '1', yaml: '1' } }));
   writeFileSync(path.join(root, 'dist', 'functions', 'shared', 'a.js'), 'require("node:fs"); require("fs"); require("./b"); require("postgres"); require("ts-node/register"); require("@scope/pkg/x");');
@@ -47,7 +47,7 @@ test('the compiled functions load only Node\'s modules and production dependenci
 
 test('--ignore-scripts is safe: no production dependency has an install script', (t) => {
   t.deepEqual(installScriptProblems(), []);
-  const root = mkdtempSync(path.join(tmpdir(), 'lock-'));
+  const root = tempDir(t, 'lock-');
   writeFileSync(path.join(root, 'package-lock.json'), JSON.stringify({ packages: { 'node_modules/a': { hasInstallScript: true, dev: true }, 'node_modules/b': { hasInstallScript: true } } }));
   t.deepEqual(installScriptProblems(root), ['package-lock.json: node_modules/b is a production dependency with an install script, which --ignore-scripts skips']);
 });

@@ -2,21 +2,22 @@
  * The kustomizations the docs tell readers to write (an image of their own for `kubectl apply -k`, the
  * system without the DaemonSet) render as the docs say, with this checkout as their base.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { ExecutionContext } from 'ava';
 import { projectRoot } from '../../functions/shared/config';
 import { containers, manifestTest as test, podTemplates, renderKustomization, type Manifest } from '../helpers/manifests';
+import { tempDir } from '../helpers/temp';
 
 /** The top-level kustomization the documented ones build on (monitoring/, applied on its own, is not in it). */
 const system = () => renderKustomization('.');
 
 /** The YAML block in `page` that starts with `# <folder>/kustomization.yaml`, rendered with this checkout as its base. */
-function renderDocumented(page: string, folder: string): Manifest[] {
+function renderDocumented(t: ExecutionContext, page: string, folder: string): Manifest[] {
   const text = readFileSync(path.join(projectRoot, page), 'utf8');
   const block = new RegExp(`\`\`\`yaml\\n# ${folder}/kustomization\\.yaml\\n([\\s\\S]*?)\`\`\``).exec(text)?.[1];
   if (!block) throw new Error(`${page} has no block starting with # ${folder}/kustomization.yaml`);
-  const root = mkdtempSync(path.join(tmpdir(), 'overlay-'));
+  const root = tempDir(t, 'overlay-');
   mkdirSync(path.join(root, folder));
   const base = path.relative(path.join(root, folder), projectRoot);
   writeFileSync(path.join(root, folder, 'kustomization.yaml'), block.replace(/^(\s+- )\.\.\/devops-with-kubernetes-knative\b.*$/m, `$1${base}`));
@@ -28,7 +29,7 @@ const images = (manifests: Manifest[]) =>
   manifests.flatMap((m) => podTemplates(m.doc).flatMap((pod) => containers(pod).map(({ at, container }) => ({ where: `${m.doc.kind}/${m.doc.metadata.name} ${at}`, image: String(container.image) }))));
 
 test('cluster.md\'s own kustomization puts the image into every container that runs the functions, and changes nothing else', (t) => {
-  const rendered = renderDocumented('docs/cluster.md', 'my-deploy');
+  const rendered = renderDocumented(t, 'docs/cluster.md', 'my-deploy');
   const ours = images(rendered).filter(({ image }) => image === 'registry.example.com/exercises/functions:1.0.0');
   t.deepEqual(ours.map(({ where }) => where).sort(), [
     'DaemonSet/image-prepull /spec/template/spec/initContainers/0',
@@ -41,7 +42,7 @@ test('cluster.md\'s own kustomization puts the image into every container that r
 });
 
 test('resources.md\'s kustomization without the DaemonSet deploys everything else', (t) => {
-  const rendered = renderDocumented('docs/resources.md', 'without-prepull');
+  const rendered = renderDocumented(t, 'docs/resources.md', 'without-prepull');
   const names = (manifests: Manifest[]) => manifests.map((m) => `${m.doc.kind}/${m.doc.metadata.name}`).sort();
   t.deepEqual(names(rendered), names(system()).filter((name) => name !== 'DaemonSet/image-prepull'));
 });

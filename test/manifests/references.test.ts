@@ -2,11 +2,11 @@
  * Names one manifest gives another: Secrets and ConfigMaps with their keys, in-cluster addresses,
  * selectors, the StatefulSet's governing Service, the namespace. Each broken on purpose.
  */
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
 import { assertCaught, isKnativeService, loadManifests, manifestTest as test, referenceProblems, renderKustomization, withChange, type Obj } from '../helpers/manifests';
+import { tempDir } from '../helpers/temp';
 
 const manifests = loadManifests();
 const problemsAfter = (file: string, change: (doc: Obj) => void) => referenceProblems(withChange(manifests, file, change));
@@ -44,7 +44,7 @@ test('a generated ConfigMap\'s hashed name reaches the Knative Service, which ku
   t.regex(name, /^log-output-config-\w+$/);
   t.true(manifests.some((m) => m.doc.kind === 'ConfigMap' && m.doc.metadata.name === name));
   // kustomize does not know the Knative Service kind: without the configuration it leaves the old name behind.
-  const root = mkdtempSync(path.join(tmpdir(), 'kustomize-'));
+  const root = tempDir(t, 'kustomize-');
   cpSync(path.join(projectRoot, 'knative'), path.join(root, 'knative'), { recursive: true });
   const kustomization = path.join(root, 'knative', 'kustomization.yaml');
   writeFileSync(kustomization, readFileSync(kustomization, 'utf8').replace(/^configurations:\n(  .*\n)+/m, ''));

@@ -4,14 +4,14 @@
  * mistake, made on purpose, is caught. Also: what is validated is exactly what kubectl applies, and every
  * YAML file under knative/ and db/ is deployed.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import {
   assertCaught, closeSchema, DEPLOY_DIRS, kustomize, label, loadManifests, manifestFiles, manifestTest, parseYamlDocuments, renderKustomization, schemaProblems,
   undeployedFiles, withChange, type Manifest, type Obj,
 } from '../helpers/manifests';
+import { tempDir } from '../helpers/temp';
 
 const manifests = loadManifests();
 const problemsAfter = (file: string, change: (doc: Obj) => void) => withChange(manifests, file, change).flatMap(schemaProblems);
@@ -48,7 +48,7 @@ manifestTest('what the tests validate is exactly what `kubectl apply -k` gets, e
 
 manifestTest('every YAML file under knative/ and db/ is deployed by a kustomization', (t) => {
   t.deepEqual(undeployedFiles(manifests), []);
-  const root = mkdtempSync(path.join(tmpdir(), 'manifests-'));
+  const root = tempDir(t, 'manifests-');
   mkdirSync(path.join(root, 'db', 'backup'), { recursive: true });
   mkdirSync(path.join(root, 'knative'));
   writeFileSync(path.join(root, 'kustomization.yaml'), 'resources: [db, knative/a.yaml]\n');
@@ -61,7 +61,7 @@ manifestTest('every YAML file under knative/ and db/ is deployed by a kustomizat
 });
 
 manifestTest('a kustomization that does not render fails with kubectl\'s reason, such as a generator reading a file outside it', (t) => {
-  const root = mkdtempSync(path.join(tmpdir(), 'kustomize-'));
+  const root = tempDir(t, 'kustomize-');
   mkdirSync(path.join(root, 'knative'));
   writeFileSync(path.join(root, 'settings.env'), 'MESSAGE=Hello\n');
   writeFileSync(path.join(root, 'knative', 'kustomization.yaml'), 'configMapGenerator:\n  - name: settings\n    files: [../settings.env]\n');

@@ -4,14 +4,14 @@
  * stand-in kubectl (no cluster here).
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { projectRoot } from '../../functions/shared/config';
 import { assertCaught, loadManifests, manifestTest, renderKustomization, type Manifest, type Obj } from '../helpers/manifests';
 import { applyPatches, imageFields, kustomizePaths, loadSkaffold, rewriteImages, skaffoldProblems, variants } from '../helpers/skaffold';
+import { tempDir } from '../helpers/temp';
 
 const manifests = loadManifests();
 const config = loadSkaffold();
@@ -132,8 +132,8 @@ test('profile patches apply as skaffold applies them', (t) => {
 
 const run = promisify(execFile);
 
-function standInKubectl(): { bin: string; log: string } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'kubectl-'));
+function standInKubectl(t: ExecutionContext): { bin: string; log: string } {
+  const dir = tempDir(t, 'kubectl-');
   const log = path.join(dir, 'calls.log');
   writeFileSync(log, '');
   writeFileSync(
@@ -154,9 +154,9 @@ exit 0
   return { bin: dir, log };
 }
 
-async function devSecrets(envText: string | undefined) {
-  const kubectl = standInKubectl();
-  const envFile = path.join(mkdtempSync(path.join(tmpdir(), 'dotenv-')), '.env');
+async function devSecrets(t: ExecutionContext, envText: string | undefined) {
+  const kubectl = standInKubectl(t);
+  const envFile = path.join(tempDir(t, 'dotenv-'), '.env');
   if (envText !== undefined) writeFileSync(envFile, envText);
   const result = await run('sh', [path.join(projectRoot, 'scripts', 'dev-secrets.sh'), envFile], {
     env: { ...process.env, PATH: `${kubectl.bin}:${process.env.PATH}` },
@@ -168,7 +168,7 @@ async function devSecrets(envText: string | undefined) {
 }
 
 test('the dev hook makes both Secrets from .env, in the namespace it applies first, keeping values off command lines', async (t) => {
-  const { code, calls, stderr } = await devSecrets(
+  const { code, calls, stderr } = await devSecrets(t, 
     'API_KEY=test-key-123\nPGUSER=pingpong\nPGPASSWORD=test-first\nPGPASSWORD=test-s3cret=with=equals\nPGDATABASE=pingpong\nOTHER=not-a-secret\n',
   );
   t.is(code, 0, stderr);
@@ -189,12 +189,12 @@ test('the dev hook makes both Secrets from .env, in the namespace it applies fir
 });
 
 test('the dev hook stops with a clear message when .env is missing or lacks a key', async (t) => {
-  const missing = await devSecrets(undefined);
+  const missing = await devSecrets(t, undefined);
   t.is(missing.code, 1);
   t.regex(missing.stderr, /\.env not found: copy \.env\.example to \.env and fill in API_KEY, PGUSER, PGPASSWORD and PGDATABASE/);
   t.deepEqual(missing.calls, []);
 
-  const partial = await devSecrets('API_KEY=test-key-123\nPGUSER=pingpong\nPGPASSWORD=\nPGDATABASE=pingpong\n');
+  const partial = await devSecrets(t, 'API_KEY=test-key-123\nPGUSER=pingpong\nPGPASSWORD=\nPGDATABASE=pingpong\n');
   t.is(partial.code, 1);
   t.regex(partial.stderr, /has no value for PGPASSWORD/);
   t.false(partial.calls.some((line) => line.includes('postgres-credentials')));

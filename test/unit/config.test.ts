@@ -1,13 +1,13 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { readLogOutputConfig } from '../../functions/log-output/config';
 import { pageText, stampLine } from '../../functions/log-output/page';
 import { ConfigError, readBoolean, readHttpUrl, readInt } from '../../functions/shared/config';
 import { readDatabaseConfig } from '../../functions/shared/db';
+import { tempDirForFile } from '../helpers/temp';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'config-test-'));
+const dir = tempDirForFile('config-test-');
 function dotenv(name: string, text: string): string {
   const file = path.join(dir, name);
   writeFileSync(file, text);
