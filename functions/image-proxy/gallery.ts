@@ -38,7 +38,7 @@ export function renderGallery(view: GalleryView): string {
     <input type="search" name="q" value="${view.query}" maxlength="100" aria-label="Search images" placeholder="Search images">
     <button type="submit">Search</button>
   </form>
-  <p class="credit">Images from <a href="https://pixabay.com/">Pixabay</a></p>
+  ${view.demo ? html`<p class="credit">Demo images, not Pixabay's</p>` : html`<p class="credit">Images from <a href="https://pixabay.com/">Pixabay</a></p>`}
 </header>
 <main>
   ${view.demo ? demoBanner() : ''}

@@ -186,6 +186,8 @@ test('demo images: a banner says so and how to use a real key, escaped like the 
     t.regex(demo, /<p class="notice demo" role="note"><strong>Demo images\.<\/strong> <code>npm run demo<\/code> made these up with a stand-in for Pixabay/);
     t.true(demo.includes('run <code>API_KEY=&#60;your key&#62; npm start</code>.</p>'), 'the command, with <your key> escaped');
     t.is(demo.indexOf('class="notice demo"'), demo.lastIndexOf('class="notice demo"'), 'one banner');
+    t.true(demo.includes('<p class="credit">Demo images, not Pixabay\'s</p>'), 'and the credit does not claim Pixabay');
+    t.false(demo.includes('Images from'));
     t.false(renderGallery(view).includes('Demo images'), 'no banner without the switch');
     t.false(renderGallery({ ...view, demo: false }).includes('notice demo'));
   }
