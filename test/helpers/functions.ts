@@ -38,15 +38,15 @@ export async function startFunction(
 ): Promise<RunningFunction> {
   let port = fixedPort ?? (await freePort());
   let text = '';
-  let child = spawn(target, port, env);
-  let exited: Promise<number | null>;
+  let child!: ChildProcess;
+  let exited!: Promise<number | null>;
 
   const launch = async () => {
-    child = spawn(target, port, env);
-    watch();
+    begin();
     await answering();
   };
-  const watch = () => {
+  const begin = () => {
+    child = spawn(target, port, env);
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
     // 'close', not 'exit': by then everything it printed has been read.
@@ -70,7 +70,7 @@ export async function startFunction(
     await exited;
   };
 
-  watch();
+  begin();
   t.teardown(() => stop().then(() => undefined));
   for (let attempt = 1; ; attempt++) {
     try {
@@ -82,8 +82,7 @@ export async function startFunction(
       if (portLost && fixedPort === undefined && attempt < 3) {
         port = await freePort();
         text = '';
-        child = spawn(target, port, env);
-        watch();
+        begin();
         continue;
       }
       throw new Error(`${target} did not start; it printed:\n${text}`, { cause: error });
