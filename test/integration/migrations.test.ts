@@ -1,6 +1,6 @@
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import postgres from 'postgres';
 import { migrate, migrationsDir } from '../../functions/shared/db';
 import { startTestPostgres } from '../helpers/postgres';
@@ -52,21 +52,13 @@ test('a failing migration applies nothing and is retried next time', async (t) =
 });
 
 test('CREATE INDEX CONCURRENTLY cannot run in the migrator\'s transaction: Postgres refuses it and nothing is applied', async (t) => {
-  const db = await startTestPostgres(t);
-  await migrate(db.sql, migrationsDir);
-  const dir = tempDir(t, 'migrations-');
-  writeFileSync(path.join(dir, '001_create_pings.sql'), ''); // applied above
-  writeFileSync(path.join(dir, '002_index.sql'), 'create index concurrently if not exists pings_n on pings (n);');
+  const { db, dir } = await nextRelease(t, '002_index.sql', 'create index concurrently if not exists pings_n on pings (n);');
   await t.throwsAsync(migrate(db.sql, dir), { message: /CREATE INDEX CONCURRENTLY cannot run inside a transaction block/ });
   t.deepEqual([...(await db.sql`select to_regclass('pings_n') as i`)], [{ i: null }]);
 });
 
 test('a migration that cannot take its lock within its lock_timeout fails at once instead of queueing the running revision behind it', async (t) => {
-  const db = await startTestPostgres(t);
-  await migrate(db.sql, migrationsDir);
-  const dir = tempDir(t, 'migrations-');
-  writeFileSync(path.join(dir, '001_create_pings.sql'), ''); // applied above
-  writeFileSync(path.join(dir, '002_note.sql'), "set local lock_timeout = '200ms';\nset local statement_timeout = '1s';\nalter table pings add column note text;\n");
+  const { db, dir } = await nextRelease(t, '002_note.sql', "set local lock_timeout = '200ms';\nset local statement_timeout = '1s';\nalter table pings add column note text;\n");
   // A long transaction holding the table, as a slow query of the running revision would.
   // It holds the lock until the test lets go, so a migration that queued behind it would never end by
   // itself; its statement_timeout would end it with "canceling statement due to statement timeout".
@@ -92,3 +84,16 @@ test('a migration that cannot take its lock within its lock_timeout fails at onc
   await held;
   t.deepEqual((await migrate(db.sql, dir)).sort(), ['002_note.sql'], 'retried once the table is free');
 });
+
+/**
+ * A database with the project's migrations applied, and a folder as the next release would ship it:
+ * those migrations (empty here, being applied) and `name` with `text` after them.
+ */
+async function nextRelease(t: ExecutionContext, name: string, text: string) {
+  const db = await startTestPostgres(t);
+  await migrate(db.sql, migrationsDir);
+  const dir = tempDir(t, 'migrations-');
+  for (const applied of readdirSync(migrationsDir)) writeFileSync(path.join(dir, applied), '');
+  writeFileSync(path.join(dir, name), text);
+  return { db, dir };
+}
