@@ -19,6 +19,7 @@ import { CronJob, Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service } from 'kubernetes-models/v1';
 import { parse, parseAllDocuments } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
+import { operatorMadeObjects } from './cloudnativepg';
 import { testUnless } from './tools';
 
 // Parsed YAML: the checks walk it freely and report what they do not find.
@@ -137,19 +138,28 @@ export function kustomize(dir: string): string {
   return run.stdout;
 }
 
-/** The YAML files under MANIFEST_DIRS, kustomize's own left out: each should be deployed. */
+/**
+ * The YAML files under MANIFEST_DIRS, kustomize's own and promtool's tests (`*.test.yaml`) left out: each
+ * should be deployed. A kustomize Component's folder is left out too: an overlay deploys it by choice
+ * (its own test renders it).
+ */
 export function manifestFiles(root = projectRoot): string[] {
   const found: string[] = [];
   const walk = (dir: string) => {
-    if (!existsSync(path.join(root, dir))) return;
+    if (!existsSync(path.join(root, dir)) || isComponent(path.join(root, dir))) return;
     for (const name of readdirSync(path.join(root, dir)).sort()) {
       const file = path.posix.join(dir, name);
       if (statSync(path.join(root, file)).isDirectory()) walk(file);
-      else if (/\.ya?ml$/.test(name) && !KUSTOMIZE_FILES.includes(name)) found.push(file);
+      else if (/\.ya?ml$/.test(name) && !/\.test\.ya?ml$/.test(name) && !KUSTOMIZE_FILES.includes(name)) found.push(file);
     }
   };
   MANIFEST_DIRS.forEach(walk);
   return found;
+}
+
+function isComponent(dir: string): boolean {
+  const file = path.join(dir, 'kustomization.yaml');
+  return existsSync(file) && (parse(readFileSync(file, 'utf8')) as Obj | null)?.kind === 'Component';
 }
 
 /** Manifest files that no object rendered from the DEPLOY_DIRS came from: left out of every kustomization. */
@@ -377,6 +387,8 @@ const CRD_SCHEMAS = new Map([
   ['bitnami.com/v1alpha1/SealedSecret', 'sealedsecret-crd.yaml'],
   ['monitoring.coreos.com/v1/PodMonitor', 'prometheus-operator-podmonitors-crd.yaml'],
   ['monitoring.coreos.com/v1/PrometheusRule', 'prometheus-operator-prometheusrules-crd.yaml'],
+  ['postgresql.cnpg.io/v1/Cluster', 'cnpg-clusters-crd.yaml'],
+  ['postgresql.cnpg.io/v1/ScheduledBackup', 'cnpg-scheduledbackups-crd.yaml'],
 ]);
 const crdValidators = new Map<string, (doc: Obj) => string[]>();
 
@@ -488,8 +500,13 @@ export function scaleBounds(doc: Obj): { min: number; max: number } {
 const IN_CLUSTER_HOST = /\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\.cluster\.local)?\b(:(\d+))?/g;
 const CLUSTER_SCOPED_KINDS = ['Namespace'];
 
-/** Every name one manifest gives another (Secret, ConfigMap, claim, Service, namespace) must lead somewhere, and the two must agree. */
-export function referenceProblems(manifests: Manifest[]): string[] {
+/**
+ * Every name one manifest gives another (Secret, ConfigMap, claim, Service, namespace) must lead somewhere, and
+ * the two must agree. What an operator makes from a manifest (a CloudNativePG Cluster's Services and Secret)
+ * counts as there.
+ */
+export function referenceProblems(given: Manifest[]): string[] {
+  const manifests = [...given, ...operatorMadeObjects(given)];
   const problems: string[] = [];
   const report = (manifest: Manifest, at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
 
