@@ -8,12 +8,15 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
+import { parseDocument } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
 import { alertRulesText } from '../../scripts/prometheus';
 import { postgresProblems } from '../helpers/cluster-agreement';
+import { argoProblems } from '../helpers/delivery';
 import { APP_SECRET_KEYS, clusterProblems, COMPONENT_DIR, instancePodLabels, instancePodSpec, isCloudNativePgCluster } from '../helpers/cloudnativepg';
 import {
-  assertCaught, kubectlProblem, manifestTest, parseYamlDocuments, podTemplates, referenceProblems, renderKustomization, schemaProblems, type Manifest, type Obj,
+  assertCaught, kubectlProblem, loadEnvironment, loadManifests, manifestTest, parseYamlDocuments, podTemplates, referenceProblems, renderKustomization, schemaProblems, sealedRoot,
+  type Manifest, type Obj,
 } from '../helpers/manifests';
 import { selectorMatches } from '../helpers/monitoring';
 import { containerLimits, COUNTED, parseQuantity, podAmounts, quotaProblems, restoreOneLiners, worstMoment, worstMomentTable, type Counted } from '../helpers/resources';
@@ -21,17 +24,21 @@ import { tempDir, tempDirForFile } from '../helpers/temp';
 import { testNeeding } from '../helpers/tools';
 
 /**
- * The system as an overlay that selects the component renders it: the top-level kustomization (knative/,
- * db/ and the sealed Secrets) with `components: [db/cloudnativepg]`, from a folder of its own so the tree
- * stays as it is deployed.
+ * Production with the option selected as docs/cloudnativepg.md says, `components: [../../db/cloudnativepg]` in
+ * environments/production/kustomization.yaml, in a copy of `from` (by default the tree with production's
+ * SealedSecrets sealed, as loadEnvironment renders it), so that the tree itself stays as it is deployed.
  */
-function renderWithComponent(root = projectRoot, overlay = tempDirForFile('cnpg-overlay-')): Manifest[] {
-  const relative = (to: string) => JSON.stringify(path.relative(overlay, path.join(root, to)) || '.');
-  writeFileSync(path.join(overlay, 'kustomization.yaml'), `resources:\n  - ${relative('.')}\ncomponents:\n  - ${relative(COMPONENT_DIR)}\n`);
-  return renderKustomization(path.relative(root, overlay), root);
+function renderProductionWithComponent(from = sealedRoot(), copy = tempDirForFile('cnpg-production-')): Manifest[] {
+  cpSync(from, copy, { recursive: true });
+  const file = path.join(copy, 'environments', 'production', 'kustomization.yaml');
+  const kustomization = parseDocument(readFileSync(file, 'utf8'));
+  const components = (kustomization.toJS() as Obj).components ?? [];
+  kustomization.set('components', [...components, `../../${COMPONENT_DIR}`]);
+  writeFileSync(file, kustomization.toString());
+  return renderKustomization('environments/production', copy);
 }
 
-const manifests = kubectlProblem() ? [] : renderWithComponent();
+const manifests = kubectlProblem() ? [] : renderProductionWithComponent();
 const find = (kind: string, name: string, from = manifests): Obj => from.find((m) => m.doc.kind === kind && m.doc.metadata?.name === name)?.doc as Obj;
 /** `manifests` with `change` made to a copy of the object of that kind and name. */
 const after = (kind: string, name: string, change: (doc: Obj) => void) => {
@@ -80,7 +87,8 @@ manifestTest("pingpong and the backup reach the primary through postgres-rw, as 
 manifestTest('references: the Services and the Secret the operator makes from the Cluster are there, and nothing else is', (t) => {
   t.deepEqual(referenceProblems(manifests), []);
   const env = (from: Manifest[], name: string) => (pingpongContainer(from).env as Obj[]).find((v) => v.name === name)!;
-  assertCaught(t, referenceProblems(after('Service', 'pingpong', (doc) => (env([{ file: '', doc }], 'PGUSER').valueFrom.secretKeyRef.key = 'user-name'))), /Service\/pingpong: .*Secret "postgres-app" has no key "user-name"/);
+  const misspelt = 'user-name';
+  assertCaught(t, referenceProblems(after('Service', 'pingpong', (doc) => (env([{ file: '', doc }], 'PGUSER').valueFrom.secretKeyRef.key = misspelt))), /Service\/pingpong: .*Secret "postgres-app" has no key "user-name"/);
   assertCaught(t, referenceProblems(after('Service', 'pingpong', (doc) => (env([{ file: '', doc }], 'PGHOST').value = 'postgres.exercises.svc.cluster.local'))), /no Service or Knative Service named "postgres"/);
   // A Cluster under another name makes other Services and another Secret.
   const renamed = after('Cluster', 'postgres', (doc) => (doc.metadata.name = 'db'));
@@ -121,7 +129,7 @@ manifestTest('the quota holds three instances, raised from the base by exactly t
   t.like(instancesRow, { count: 3 });
   t.false(rows.some((row) => row.what === 'StatefulSet/postgres'));
 
-  const base = renderKustomization('.');
+  const base = loadManifests(); // production as deployed: the StatefulSet
   const hard = (from: Manifest[]) => find('ResourceQuota', 'exercises-quota', from).spec.hard as Record<Counted, string>;
   const one = podAmounts(instancePodSpec(cluster()), containerLimits(manifests));
   const units = (resource: Counted, quantity: string) => Math.round(parseQuantity(quantity) * (resource.endsWith('.cpu') ? 1000 : 1));
@@ -134,6 +142,13 @@ manifestTest('the quota holds three instances, raised from the base by exactly t
   assertCaught(t, quotaProblems(unpatched), /ResourceQuota\/exercises-quota: \/spec\/hard\/requests\.cpu: the worst moment needs 2555m, the quota allows 2500m/);
   const docs = readFileSync(path.join(projectRoot, 'docs', 'resources.md'), 'utf8');
   t.true(docs.includes(worstMomentTable(manifests)), `docs/resources.md should hold this table:\n${worstMomentTable(manifests)}`);
+});
+
+manifestTest('Argo CD, which prunes what leaves git, never deletes the Cluster and with it its volumes', (t) => {
+  const argo = renderKustomization('argocd');
+  t.deepEqual(argoProblems(argo, { staging: loadEnvironment('staging'), production: manifests }, 'main'), []);
+  const unprotected = after('Cluster', 'postgres', (doc) => delete doc.metadata.annotations);
+  assertCaught(t, argoProblems(argo, { staging: loadEnvironment('staging'), production: unprotected }, 'main'), /production's db\/cloudnativepg\/postgres-cluster\.yaml Cluster\/postgres holds data but lacks argocd\.argoproj\.io\/sync-options Prune=false,Delete=false/);
 });
 
 manifestTest("docs/backups.md's restore one-liner for the Cluster runs as the backup CronJob does, with the same image, Secret and volumes", (t) => {
@@ -214,12 +229,11 @@ withPromtool('the Cluster\'s alert rules pass promtool check rules and their uni
 
 manifestTest('the patches test what they change: a base whose variables moved stops the render instead of patching the wrong one', (t) => {
   const root = tempDir(t, 'cnpg-root-');
-  for (const dir of ['knative', 'db']) cpSync(path.join(projectRoot, dir), path.join(root, dir), { recursive: true });
-  cpSync(path.join(projectRoot, 'kustomization.yaml'), path.join(root, 'kustomization.yaml'));
+  cpSync(sealedRoot(), root, { recursive: true });
   const pingpong = path.join(root, 'knative', 'pingpong.yaml');
   const original = readFileSync(pingpong, 'utf8');
   const reordered = original.replace(/( *)- name: PGHOST\n\1  value: (\S+)\n( *- name: DB_POOL_SIZE\n *value: "5"\n)/, '$3$1- name: PGHOST\n$1  value: $2\n');
   t.not(reordered, original, 'PGHOST and DB_POOL_SIZE swapped places');
   writeFileSync(pingpong, reordered);
-  t.throws(() => renderWithComponent(root, tempDir(t, 'cnpg-overlay-')), { message: /testing value \/spec\/template\/spec\/containers\/0\/env\/1\/name failed/ });
+  t.throws(() => renderProductionWithComponent(root, tempDir(t, 'cnpg-production-')), { message: /testing value \/spec\/template\/spec\/containers\/0\/env\/1\/name failed/ });
 });
