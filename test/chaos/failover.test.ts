@@ -82,7 +82,7 @@ async function failover(t: ExecutionContext, { synchronous, cutOffFirst }: { syn
     // However busy the machine, a ping sent after the cut has been answered before the primary dies: a pong from
     // an asynchronous primary, a 503 at the deadline from a synchronous one.
     const since = cutOffAt;
-    await until(() => load.exchanges.some((e) => e.sentAt >= since && e.status === (synchronous ? 503 : 200)), 30_000, 'an answer after the cut');
+    await until(() => load.exchanges.some((e) => e.sentAt >= since && e.status === (synchronous ? 503 : 200)), 30_000, 'answer after the cut');
   }
 
   const killedAt = Date.now();
