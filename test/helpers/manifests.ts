@@ -35,15 +35,17 @@ export interface Manifest {
 
 /**
  * What is deployed: the kustomizations `kubectl apply -k` takes (the top-level one holds knative/ and db/;
- * monitoring/ is applied on its own, where kube-prometheus-stack runs). skaffold renders the same ones
- * (test/helpers/skaffold.ts checks).
+ * monitoring/ is applied on its own, where kube-prometheus-stack runs; monitoring/knative once per cluster,
+ * into Knative's own namespace). skaffold renders the same ones (test/helpers/skaffold.ts checks).
  */
-export const DEPLOY_DIRS = ['.', 'monitoring'];
+export const DEPLOY_DIRS = ['.', 'monitoring', 'monitoring/knative'];
 /** Folders whose YAML files must each be deployed by some kustomization. */
 export const MANIFEST_DIRS = ['knative', 'db'];
 /** kustomize's own files, not manifests. */
 const KUSTOMIZE_FILES = ['kustomization.yaml', 'kustomizeconfig.yaml'];
 export const NAMESPACE = 'exercises';
+/** Knative Serving's own namespace, which its install makes: monitoring/knative watches its control plane there. */
+export const KNATIVE_NAMESPACE = 'knative-serving';
 export const SCHEMAS_DIR = path.join(projectRoot, 'test', 'schemas');
 
 // ---------------------------------------------------------------------------------------------------
@@ -507,8 +509,9 @@ export function referenceProblems(manifests: Manifest[]): string[] {
     const { doc } = manifest;
     if (!CLUSTER_SCOPED_KINDS.includes(doc.kind)) {
       const namespace = doc.metadata?.namespace;
-      if (namespace !== NAMESPACE) report(manifest, '/metadata/namespace', `must be ${NAMESPACE}, got ${namespace ?? 'none'}`);
-      else if (!namespaces.has(namespace)) report(manifest, '/metadata/namespace', `no Namespace manifest named ${namespace}`);
+      const expected = manifest.file.startsWith('monitoring/knative/') ? KNATIVE_NAMESPACE : NAMESPACE;
+      if (namespace !== expected) report(manifest, '/metadata/namespace', `must be ${expected}, got ${namespace ?? 'none'}`);
+      else if (expected === NAMESPACE && !namespaces.has(namespace)) report(manifest, '/metadata/namespace', `no Namespace manifest named ${namespace}`);
     }
     if (isSealedSecret(doc)) {
       const template = doc.spec?.template?.metadata ?? {};
