@@ -218,6 +218,9 @@ test('the dashboard: its data source is a variable, as in kube-prometheus-stack\
     'pingpong_pings_total', 'http_server_request_duration_seconds_bucket', 'http_response_status_code=~"5.."', 'pingpong_database_failures_total',
     'pingpong_statement_pings', 'image_proxy_pixabay_requests_total', 'image_proxy_cache_lookups_total', 'image_proxy_pixabay_rate_limit_remaining',
     'process_resident_memory_bytes', 'kube_cronjob_status_last_successful_time',
+    // Knative's (issue 19): request time in the pod and through the activator, requests waiting there, pods desired and ready.
+    'kn_serving_invocation_duration_seconds_bucket', 'http_server_request_duration_seconds_bucket{kn_service_name', 'kn_revision_request_queued',
+    'kn_revision_pods_desired', 'kn_revision_pods_count', 'function_cold_start_duration_seconds',
   ]) {
     t.true(queried.includes(metric), `no panel shows ${metric}`);
   }
