@@ -7,6 +7,9 @@
 
 export type KnativeComponent = 'queue-proxy' | 'activator' | 'autoscaler';
 
+/** Knative Serving's own namespace, which its install makes: monitoring/knative watches its control plane there. */
+export const KNATIVE_NAMESPACE = 'knative-serving';
+
 export interface ExportedMetric {
   /** As Prometheus stores it; a histogram's `_bucket`, `_sum` and `_count` follow from its type. */
   name: string;

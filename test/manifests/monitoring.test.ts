@@ -10,8 +10,8 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { parse, stringify } from 'yaml';
 import { alertRulesText, RULES_FILE_NAME } from '../../scripts/prometheus';
-import { assertCaught, isKnativeService, KNATIVE_NAMESPACE, loadManifests, manifestTest, NAMESPACE, podTemplates, renderKustomization, schemaProblems, type Obj } from '../helpers/manifests';
-import { KNATIVE_CONTROL_PLANE_PODS, KNATIVE_METRICS, sampleNames, type KnativeComponent } from '../helpers/cluster-metrics';
+import { KNATIVE_CONTROL_PLANE_PODS, KNATIVE_METRICS, KNATIVE_NAMESPACE, sampleNames, type KnativeComponent } from '../helpers/cluster-metrics';
+import { assertCaught, isKnativeService, loadManifests, manifestTest, NAMESPACE, podTemplates, renderKustomization, schemaProblems, type Obj } from '../helpers/manifests';
 import {
   alertRules, dashboard, dashboardQueries, DASHBOARD_FILE, knativeMonitorProblems, knativePodLabels, KNATIVE_OBSERVABILITY, OBSERVABILITY_PATCH, podMonitorProblems, RULE_TESTS_FILE, ruleTests,
   type KnativeMonitorExpectation,
@@ -21,15 +21,17 @@ import { testNeeding } from '../helpers/tools';
 
 const manifests = loadManifests();
 const knativeServices = manifests.filter((m) => isKnativeService(m.doc)).map((m) => String(m.doc.metadata.name));
-/** What `kubectl apply -k monitoring/` makes (one of the DEPLOY_DIRS, so every manifest test sees it too). */
+/** What monitoring/ makes in production (which deploys it, so every manifest test sees it too). */
 const monitoring = () => manifests.filter((m) => m.file.startsWith('monitoring/'));
+/** What `kubectl apply -k monitoring/knative` makes, by hand once per cluster (no environment deploys it), with monitoring/'s. */
+const monitors = () => [...monitoring(), ...renderKustomization('monitoring/knative')];
 const withPromtool = testNeeding(['promtool'], 'apt-get install prometheus (it brings promtool)');
 
 /** The object of this kind and name; the functions' by default (there is one PrometheusRule, one ConfigMap and one PodMonitor of theirs). */
-const object = (kind: string, objects = monitoring(), name = 'functions') => objects.find((m) => m.doc.kind === kind && (kind === 'ConfigMap' || m.doc.metadata.name === name))!;
+const object = (kind: string, objects = monitors(), name = 'functions') => objects.find((m) => m.doc.kind === kind && (kind === 'ConfigMap' || m.doc.metadata.name === name))!;
 /** The rendered objects with `change` made to the one of this kind and name. */
 const after = (kind: string, change: (doc: Obj) => void, name = 'functions') => {
-  const copy = structuredClone(monitoring());
+  const copy = structuredClone(monitors());
   change(object(kind, copy, name).doc);
   return copy;
 };
@@ -38,7 +40,8 @@ manifestTest('kubectl apply -k monitoring/ makes the PodMonitors, the Prometheus
   const made = (dir: string) => renderKustomization(dir).map(({ doc }) => `${doc.metadata.namespace}/${doc.kind}/${doc.metadata.name}`).sort();
   t.deepEqual(made('monitoring'), ['exercises/ConfigMap/functions-dashboard', 'exercises/PodMonitor/functions', 'exercises/PodMonitor/queue-proxy', 'exercises/PrometheusRule/functions']);
   t.deepEqual(made('monitoring/knative'), ['knative-serving/PodMonitor/activator', 'knative-serving/PodMonitor/autoscaler']);
-  t.deepEqual(monitoring().flatMap(schemaProblems), []);
+  t.deepEqual(monitoring().map(({ doc }) => `${doc.metadata.namespace}/${doc.kind}/${doc.metadata.name}`).sort(), made('monitoring'), 'production deploys monitoring/ whole');
+  t.deepEqual(monitors().flatMap(schemaProblems), []);
 });
 
 manifestTest('a misspelt field or a malformed duration in the PodMonitor or the PrometheusRule is caught', (t) => {
@@ -104,7 +107,7 @@ function knativeMonitorExpectations(): Record<string, KnativeMonitorExpectation>
 
 manifestTest("the PodMonitors of Knative's metrics: queue-proxy's beside every function, labelled as the functions are, and the activator's and autoscaler's in knative-serving", (t) => {
   const expectations = knativeMonitorExpectations();
-  t.deepEqual(Object.keys(expectations).flatMap((name) => knativeMonitorProblems(object('PodMonitor', monitoring(), name), expectations[name]!)), []);
+  t.deepEqual(Object.keys(expectations).flatMap((name) => knativeMonitorProblems(object('PodMonitor', monitors(), name), expectations[name]!)), []);
   const problems = (name: string, change: (doc: Obj) => void) => knativeMonitorProblems(object('PodMonitor', after('PodMonitor', change, name), name), expectations[name]!);
   // 9090 beside the function is the autoscaler's feed of request counts, not Prometheus's.
   assertCaught(t, problems('queue-proxy', (doc) => (doc.spec.podMetricsEndpoints[0].port = 'http-autometric')), /port: must be http-usermetric/);
