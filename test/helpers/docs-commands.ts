@@ -15,15 +15,15 @@
  *   ```yaml block starting `# <folder>/kustomization.yaml`; `-f` paths exist, or a documented command
  *   writes them (`> file`); `-n` names a namespace the rendered manifests use, one a documented command
  *   creates (`kubectl create namespace`, `helm --create-namespace`), or one of EXTERNAL_NAMESPACES. In the
- *   project's own namespaces every named object (`TYPE NAME`, `TYPE/NAME`, a pod for exec and logs), every
+ *   namespaces the project makes (a Namespace in the manifests) every named object (`TYPE NAME`, `TYPE/NAME`, a pod for exec and logs), every
  *   `-l key=value` and every `-c container` must be one the rendered manifests define, or one that what
  *   they define makes (a StatefulSet's pods, a SealedSecret's Secret, a Knative Service's revisions,
  *   Service and pod labels), or one a documented command creates (`kubectl create job`, `kubectl run`).
  * - `kn`: `-n` as above; `kn service <verb> NAME` and `kn revision ... -s NAME` name a Knative Service;
  *   revisions in `--traffic` and `--tag` are that Service's (`<service>-NNNNN`) or `@latest`.
  *
- * Not covered: `kn`'s flags (kn is not installed here), objects in namespaces the project does not define
- * (installed by others: their names are theirs), URLs (never fetched), words with a placeholder
+ * Not covered: `kn`'s flags (kn is not installed here), objects in namespaces the project does not make
+ * (others' installs make them, and their objects; the project's own objects there are not checked either), URLs (never fetched), words with a placeholder
  * (`<commit>`), a `...` or a shell expansion (`$(...)`), what follows `--` (the container's own command),
  * values inside JSON or YAML given to a flag, whether an object really is of the kind a `TYPE` names when
  * kubectl would accept either, and other programs (helm, skaffold, curl, psql).
@@ -372,9 +372,18 @@ export function gatherCreated(commands: DocCommand[], context: DocsContext): voi
   }
 }
 
-/** The namespaces the project's own objects live in. */
+/** The namespaces the project's objects live in: a documented `-n` may name any of them. */
 export function projectNamespaces(cluster: Cluster): Set<string> {
   return new Set(cluster.manifests.flatMap(({ doc }) => [doc.metadata?.namespace, doc.kind === 'Namespace' ? doc.metadata?.name : undefined]).filter(Boolean));
+}
+
+/**
+ * The namespaces the project itself makes (a Namespace object in the manifests): everything in them comes
+ * from the manifests or from what those make, so the names of objects there are checked. In a namespace
+ * another install makes (Argo CD's, say) the project may put objects, but the rest there is not ours.
+ */
+export function ownedNamespaces(cluster: Cluster): Set<string> {
+  return new Set(cluster.manifests.filter(({ doc }) => doc.kind === 'Namespace').map(({ doc }) => doc.metadata?.name as string));
 }
 
 /** One line per thing a documented command names that does not exist. */
@@ -497,15 +506,16 @@ function kubectlProblems(args: string[], context: DocsContext): string[] {
     if (!context.exists(normalized) && !context.writtenFiles.has(normalized)) problems.push(`${file} is no file in the tree, nor one a documented command writes`);
   }
 
-  const ours = projectNamespaces(context.cluster);
+  const used = projectNamespaces(context.cluster);
+  const owned = ownedNamespaces(context.cluster);
   const namespaces = flags.get('namespace') ?? [];
   for (const namespace of namespaces) {
-    if (!isPlaceholder(namespace) && !ours.has(namespace) && !context.createdNamespaces.has(namespace) && !EXTERNAL_NAMESPACES.includes(namespace)) {
+    if (!isPlaceholder(namespace) && !used.has(namespace) && !context.createdNamespaces.has(namespace) && !EXTERNAL_NAMESPACES.includes(namespace)) {
       problems.push(`namespace ${namespace} is not one the manifests use, a documented command creates, or EXTERNAL_NAMESPACES lists`);
     }
   }
   const namespace = namespaces.at(-1);
-  if (flags.has('all-namespaces') || (namespace !== undefined && (!ours.has(namespace) || isPlaceholder(namespace)))) return problems;
+  if (flags.has('all-namespaces') || (namespace !== undefined && (!owned.has(namespace) || isPlaceholder(namespace)))) return problems;
 
   // Objects named in the project's namespace (or, without -n, named as if they were).
   const refs: Array<{ type: string; name?: string }> = [];
@@ -531,7 +541,7 @@ function kubectlProblems(args: string[], context: DocsContext): string[] {
       continue;
     }
     if (ref.name === undefined || !type.namespaced) continue;
-    const known = objectNames(type, context);
+    const known = objectNames(type, context, namespace);
     if (namespace === undefined) {
       if (known.has(ref.name) || [...known].some((name) => matchesPattern(name, ref.name!))) problems.push(`names ${type.kind} ${ref.name} without -n: add its namespace`);
     } else if (!known.has(ref.name) && ![...known].some((name) => matchesPattern(name, ref.name!))) {
@@ -544,21 +554,26 @@ function kubectlProblems(args: string[], context: DocsContext): string[] {
     for (const term of selector.split(',')) {
       const [key, value] = term.split(/==?/);
       if (isPlaceholder(term) || /[!()]|\bin\b|notin/.test(term)) continue;
-      if (!labelExists(key!.trim(), value?.trim(), context)) problems.push(`no object in ${namespace} carries the label ${term}`);
+      if (!labelExists(key!.trim(), value?.trim(), context, namespace)) problems.push(`no object in ${namespace} carries the label ${term}`);
     }
   }
   for (const container of flags.get('container') ?? []) {
-    if (!isPlaceholder(container) && !containerNames(context).has(container)) problems.push(`no pod in ${namespace} has a container named ${container}`);
+    if (!isPlaceholder(container) && !containerNames(context, namespace).has(container)) problems.push(`no pod in ${namespace} has a container named ${container}`);
   }
   return problems;
+}
+
+/** The rendered objects in a namespace (all of them when it is not given: a command without `-n`). */
+function docsIn(context: DocsContext, namespace: string | undefined): Obj[] {
+  return context.cluster.manifests.map((m) => m.doc).filter((doc) => namespace === undefined || doc.metadata?.namespace === namespace);
 }
 
 /** A name pattern (`pingpong-\d{5}`) written as a regular expression source, marked by a leading `^`. */
 const matchesPattern = (pattern: string, name: string) => pattern.startsWith('^') && new RegExp(pattern).test(name);
 
 /** The names a kind's objects have, or may have (patterns start with `^`), in the project's namespaces. */
-function objectNames(type: ResourceType, context: DocsContext): Set<string> {
-  const docs = context.cluster.manifests.map((m) => m.doc);
+function objectNames(type: ResourceType, context: DocsContext, namespace: string | undefined): Set<string> {
+  const docs = docsIn(context, namespace);
   const groupOf = (doc: Obj) => (String(doc.apiVersion).includes('/') ? String(doc.apiVersion).split('/')[0] : '');
   const names = new Set<string>(docs.filter((doc) => doc.kind === type.kind && groupOf(doc) === type.group).map((doc) => doc.metadata?.name));
   const knative = docs.filter((doc) => doc.kind === 'Service' && groupOf(doc) === 'serving.knative.dev').map((doc) => doc.metadata.name as string);
@@ -592,8 +607,8 @@ function objectNames(type: ResourceType, context: DocsContext): Set<string> {
 }
 
 /** Some rendered object or pod template carries the label (with the value, when given), or Knative puts it on a function's pods. */
-function labelExists(key: string, value: string | undefined, context: DocsContext): boolean {
-  const docs = context.cluster.manifests.map((m) => m.doc);
+function labelExists(key: string, value: string | undefined, context: DocsContext, namespace: string): boolean {
+  const docs = docsIn(context, namespace);
   const labelSets: Array<Record<string, string>> = [
     ...docs.map((doc) => doc.metadata?.labels ?? {}),
     ...docs.flatMap((doc) => podTemplates(doc).map((pod) => pod.labels)),
@@ -608,9 +623,9 @@ function labelExists(key: string, value: string | undefined, context: DocsContex
   return labelSets.some((labels) => key in labels && (value === undefined || String(labels[key]) === value));
 }
 
-function containerNames(context: DocsContext): Set<string> {
+function containerNames(context: DocsContext, namespace: string): Set<string> {
   const names = new Set(KNATIVE_CONTAINERS);
-  for (const { doc } of context.cluster.manifests) {
+  for (const doc of docsIn(context, namespace)) {
     for (const pod of podTemplates(doc)) for (const field of ['initContainers', 'containers']) for (const container of (pod.spec[field] ?? []) as Obj[]) names.add(container.name);
   }
   return names;
@@ -620,13 +635,12 @@ function knProblems(args: string[], context: DocsContext): string[] {
   const problems: string[] = [];
   const value = (long: string, short?: string): string[] =>
     args.flatMap((word, i) => (word === `--${long}` || (short && word === `-${short}`) ? [args[i + 1] ?? ''] : word.startsWith(`--${long}=`) ? [word.slice(long.length + 3)] : []));
-  const ours = projectNamespaces(context.cluster);
   const namespace = value('namespace', 'n').at(-1);
-  if (namespace !== undefined && !isPlaceholder(namespace) && !ours.has(namespace) && !context.createdNamespaces.has(namespace) && !EXTERNAL_NAMESPACES.includes(namespace)) {
+  if (namespace !== undefined && !isPlaceholder(namespace) && !projectNamespaces(context.cluster).has(namespace) && !context.createdNamespaces.has(namespace) && !EXTERNAL_NAMESPACES.includes(namespace)) {
     problems.push(`namespace ${namespace} is not one the manifests use, a documented command creates, or EXTERNAL_NAMESPACES lists`);
   }
-  if (namespace === undefined || !ours.has(namespace)) return problems;
-  const knative = new Set(context.cluster.manifests.filter(({ doc }) => doc.apiVersion === 'serving.knative.dev/v1' && doc.kind === 'Service').map(({ doc }) => doc.metadata.name as string));
+  if (namespace === undefined || !ownedNamespaces(context.cluster).has(namespace)) return problems;
+  const knative = new Set(docsIn(context, namespace).filter((doc) => doc.apiVersion === 'serving.knative.dev/v1' && doc.kind === 'Service').map((doc) => doc.metadata.name as string));
   const [group, verb, name] = args;
   const service = group === 'service' && verb !== 'list' && name && !name.startsWith('-') ? name : group === 'revision' ? value('service', 's').at(-1) : undefined;
   if (service === undefined || isPlaceholder(service)) return problems;
