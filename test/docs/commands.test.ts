@@ -10,10 +10,22 @@ import {
   checkedCommands, commandProblems, crdsIn, documentedOverlays, gatherCreated, kubectlHelpFromBinary, kustomizationDirs, pageCommands, resourceTypes, shellCommands,
   type DocsContext,
 } from '../helpers/docs-commands';
-import { manifestTest as test, renderKustomization, SCHEMAS_DIR } from '../helpers/manifests';
+import { ENVIRONMENTS, loadEnvironment, manifestTest as test, renderKustomization, SCHEMAS_DIR, type Manifest } from '../helpers/manifests';
 
 const read = (file: string) => readFileSync(path.join(projectRoot, file), 'utf8');
 const pages = ['README.md', ...readdirSync(path.join(projectRoot, 'docs')).filter((file) => file.endsWith('.md')).sort().map((file) => `docs/${file}`)];
+
+/**
+ * Every object the tree's kustomizations render: each environment as the cluster gets it (staging's and
+ * production's Secrets sealed for a throw-away key, dev's hook included), every other folder as it is.
+ */
+function renderedTree(dirs: string[]): Manifest[] {
+  const environments = ENVIRONMENTS.map((name) => `environments/${name}`);
+  return [
+    ...ENVIRONMENTS.flatMap((name) => loadEnvironment(name)),
+    ...dirs.filter((dir) => !environments.some((environment) => dir === environment || dir.startsWith(`${environment}/`))).flatMap((dir) => renderKustomization(dir)),
+  ];
+}
 
 /** The tree as the commands see it, with what every page's commands create. */
 function treeContext(allPages: Array<[string, string]>): DocsContext {
@@ -24,7 +36,7 @@ function treeContext(allPages: Array<[string, string]>): DocsContext {
     isKustomization: (dir) => dirs.includes(dir),
     readFile: read,
     kubectlHelp: kubectlHelpFromBinary,
-    cluster: { manifests: dirs.flatMap((dir) => renderKustomization(dir)), types: resourceTypes(crdsIn(SCHEMAS_DIR)) },
+    cluster: { manifests: renderedTree(dirs), types: resourceTypes(crdsIn(SCHEMAS_DIR)) },
     documentedOverlays: new Set(allPages.flatMap(([, text]) => documentedOverlays(text))),
     writtenFiles: new Set(),
     createdNamespaces: new Set(),

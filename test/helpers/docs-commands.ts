@@ -494,14 +494,15 @@ function kubectlProblems(args: string[], context: DocsContext): string[] {
   const verb = subcommand.at(-1) ?? '';
 
   for (const dir of [...(flags.get('kustomize') ?? []), ...(verb === 'kustomize' ? positional.slice(0, 1) : [])]) {
-    if (isPlaceholder(dir) || isUrl(dir)) continue;
+    // An empty one: `kubectl apply -k` named in prose, without a folder.
+    if (dir === '' || isPlaceholder(dir) || isUrl(dir)) continue;
     const normalized = path.posix.normalize(dir).replace(/\/$/, '');
     if (normalized.startsWith('..') || !context.isKustomization(normalized)) {
       if (!context.documentedOverlays.has(path.posix.basename(normalized))) problems.push(`${dir} is no folder with a kustomization in the tree, nor an overlay a page shows`);
     }
   }
   for (const file of flags.get('filename') ?? []) {
-    if (file === '-' || isPlaceholder(file) || isUrl(file)) continue;
+    if (file === '' || file === '-' || isPlaceholder(file) || isUrl(file)) continue;
     const normalized = path.posix.normalize(file);
     if (!context.exists(normalized) && !context.writtenFiles.has(normalized)) problems.push(`${file} is no file in the tree, nor one a documented command writes`);
   }
