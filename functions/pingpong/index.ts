@@ -5,6 +5,7 @@
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
 import { connect, DATABASE_FAILURE_REASONS, databaseFailureReason, migrate, readDatabaseConfig } from '../shared/db';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { log } from '../shared/log';
 import { Counter, Histogram } from '../shared/metrics';
 import { gatherWhileBusy, withDeadline } from '../shared/waiting';
 import { batchPings } from './counter';
@@ -38,10 +39,13 @@ const databaseFailures = new Counter({
   labelNames: ['reason'],
 });
 for (const reason of DATABASE_FAILURE_REASONS) databaseFailures.inc({ reason }, 0);
+// Each failure is counted above; the log tells an outage in a few lines (functions/shared/log.ts).
+const postgresLog = log.dependency('postgres');
 
 const recordPing = batchPings(async (k) => {
   await ensureSchema();
   const [row] = await sql<[{ n: string }]>`update pings set n = n + ${k} returning n`;
+  postgresLog.answered();
   statementPings.observe(k);
   return Number(row.n);
 }, DATABASE_DEADLINE_MS);
@@ -50,6 +54,7 @@ const recordPing = batchPings(async (k) => {
 const countPongs = gatherWhileBusy(async (k) => {
   await ensureSchema();
   const [row] = await sql<[{ n: string }]>`select n from pings`;
+  postgresLog.answered();
   return Array<number>(k).fill(Number(row.n));
 }, DATABASE_DEADLINE_MS, 'the database');
 
@@ -70,7 +75,10 @@ http(
       case '/pongs':
         return answer(req, res, countPongs(), (pongs) => res.json({ pongs }));
       case '/healthz':
-        return answer(req, res, withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database'), () => res.type('text/plain').send('ok'));
+        return answer(req, res, withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database'), () => {
+          postgresLog.answered();
+          res.type('text/plain').send('ok');
+        });
       case '/livez':
         // Liveness never asks Postgres: a database outage must not restart every pod.
         return void res.type('text/plain').send('ok');
@@ -86,8 +94,10 @@ http(
  */
 function answer<T>(req: Request, res: Response, work: Promise<T>, send: (value: T) => void): void {
   work.then(send).catch((error: unknown) => {
-    console.error(`pingpong: ${req.path}: database unavailable:`, error);
-    databaseFailures.inc({ reason: databaseFailureReason(error) });
+    const reason = databaseFailureReason(error);
+    databaseFailures.inc({ reason });
+    // `other` is a failure nobody foresaw: its stack goes to the log too.
+    postgresLog.failed(reason, describe(error), reason === 'other' ? error : undefined);
     if (res.headersSent) return void res.destroy();
     sendReason(res, 503, `database unavailable: ${describe(error)}`);
   });
