@@ -4,6 +4,7 @@ import { redactor } from '../../functions/image-proxy/pixabay';
 import { readLogContext, type LogContext } from '../../functions/shared/config';
 import { Log, type LogOptions } from '../../functions/shared/log';
 import { readableLogLine } from '../../scripts/functions';
+import { holdsKey } from '../helpers/pixabay';
 
 const INTERVAL_MS = 5000;
 
@@ -171,4 +172,12 @@ test('npm start shows a JSON line as its severity and message, its stack below; 
   t.deepEqual(readableLogLine(stamp), [stamp], "log-output's exercise line is not touched");
   t.deepEqual(readableLogLine('{not json'), ['{not json']);
   t.deepEqual(readableLogLine('{"a":1}'), ['{"a":1}'], 'JSON without a severity and message is shown as it is');
+});
+
+test("the tests' key-leak check reads a JSON line's strings decoded: no escape hides the key", (t) => {
+  const key = 'ab+cd/ef=';
+  const escaped = JSON.stringify({ severity: 'ERROR', message: `leaked ${key}` }).replace('+', '\\u002b').replace('/', '\\/');
+  t.false(escaped.includes(key), 'the raw line does not show it');
+  t.true(holdsKey(escaped, key));
+  t.false(holdsKey(JSON.stringify({ severity: 'ERROR', message: 'key=REDACTED' }), key));
 });
