@@ -2,7 +2,7 @@
  * pingpong: `GET /pingpong` answers `pong N` and counts the ping in Postgres; `GET /pongs` tells the
  * count without counting.
  */
-import { http, type Request, type Response } from '@google-cloud/functions-framework';
+import { http, type Response } from '@google-cloud/functions-framework';
 import { connect, DATABASE_FAILURE_REASONS, databaseFailureReason, migrate, readDatabaseConfig } from '../shared/db';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
 import { log } from '../shared/log';
@@ -68,14 +68,14 @@ http(
         if (req.method === 'HEAD') return void res.type('text/plain').end();
         // Every ping is news: never stored by a cache, and `end` rather than `send`, whose freshness check would
         // turn a conditional request (If-None-Match: *) into a 304 that hides the number of a ping it counted.
-        return answer(req, res, recordPing(), (n) => {
+        return answer(res, recordPing(), (n) => {
           pings.inc();
           res.set('Cache-Control', 'no-store').type('text/plain').end(`pong ${n}`);
         });
       case '/pongs':
-        return answer(req, res, countPongs(), (pongs) => res.json({ pongs }));
+        return answer(res, countPongs(), (pongs) => res.json({ pongs }));
       case '/healthz':
-        return answer(req, res, withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database'), () => {
+        return answer(res, withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database'), () => {
           postgresLog.answered();
           res.type('text/plain').send('ok');
         });
@@ -92,7 +92,7 @@ http(
  * Sends what `work` gives, or 503 with the database's one-line reason. A plain `then` rather than an
  * async handler: the framework runs each request in a domain, where every extra promise costs.
  */
-function answer<T>(req: Request, res: Response, work: Promise<T>, send: (value: T) => void): void {
+function answer<T>(res: Response, work: Promise<T>, send: (value: T) => void): void {
   work.then(send).catch((error: unknown) => {
     const reason = databaseFailureReason(error);
     databaseFailures.inc({ reason });
