@@ -99,8 +99,13 @@ export function canaryProblems(manifests: Manifest[]): string[] {
     for (const type of ['pre-rollout', 'rollout']) {
       if (!webhooks.some((w) => w.type === type && w.metadata?.type === 'cmd')) report(canary, '/spec/analysis/webhooks', `no ${type} load: the canary would be judged on whatever traffic happens to come`);
     }
+    if (!webhooks.some((w) => w.type === 'rollback' && w.url === `${LOAD_TESTER}rollback/check`)) {
+      report(canary, '/spec/analysis/webhooks', `no rollback webhook at ${LOAD_TESTER}rollback/check: nobody could abort a release by hand`);
+    }
     webhooks.forEach((webhook, i) => {
+      if (webhook.metadata?.type !== 'cmd') return;
       const at = `/spec/analysis/webhooks/${i}`;
+      if (webhook.url !== LOAD_TESTER) report(canary, `${at}/url`, `must be the load tester, ${LOAD_TESTER}`);
       const url = /https?:\/\/\S+/.exec(String(webhook.metadata?.cmd ?? ''))?.[0];
       if (!url) return report(canary, `${at}/metadata/cmd`, 'names no URL to load');
       const { host, pathname } = new URL(url);
@@ -117,6 +122,9 @@ export function canaryProblems(manifests: Manifest[]): string[] {
   }
   return problems;
 }
+
+/** Flagger's load tester, installed in flagger-system as docs/updating.md says (outside our namespace's quota). */
+export const LOAD_TESTER = 'http://flagger-loadtester.flagger-system/';
 
 /** Requests that change the count (docs/functions.md): no load may send them. */
 const COUNTING_PATHS = ['/pingpong'];

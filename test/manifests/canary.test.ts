@@ -80,14 +80,16 @@ manifestTest('the CPU check\'s bound is what the quota holds for one revision, a
   assertCaught(t, canaryProblems(renamed), /revision-cpu-usage selects container="pingpong", but pingpong's container is named user-container/);
 });
 
-manifestTest('load during analysis goes to the canary\'s own Service before and during the steps, and never counts a ping', (t) => {
+manifestTest('load during analysis goes to the canary\'s own Service before and during the steps and never counts a ping; a rollback gate lets a person abort', (t) => {
   const load = (doc: Obj) => doc.spec.analysis.webhooks as Obj[];
   for (const canary of rendered.filter((m) => m.doc.kind === 'Canary')) {
-    const commands = load(canary.doc).map((w) => String(w.metadata.cmd));
+    const commands = load(canary.doc).filter((w) => w.metadata?.type === 'cmd').map((w) => String(w.metadata.cmd));
+    t.is(commands.length, 2);
     t.is(new Set(commands).size, 1, `${canary.doc.metadata.name}: the load tester runs one copy of a command, so both webhooks send the same`);
-    t.true(load(canary.doc).every((w) => w.url === 'http://flagger-loadtester.flagger-system/'), 'the load tester as docs/updating.md installs it');
   }
   const pingpongLoad = load(rendered.find((m) => m.file === file('pingpong.yaml'))!.doc)[1]!.metadata.cmd as string;
+  assertCaught(t, problemsAfter('pingpong.yaml', (doc) => (load(doc)[1]!.url = 'http://flagger-loadtester.exercises/')), /webhooks\/1\/url: must be the load tester, http:\/\/flagger-loadtester\.flagger-system\//);
+  assertCaught(t, problemsAfter('pingpong.yaml', (doc) => (doc.spec.analysis.webhooks = load(doc).filter((w) => w.type !== 'rollback'))), /no rollback webhook at http:\/\/flagger-loadtester\.flagger-system\/rollback\/check/);
   t.regex(pingpongLoad, /http:\/\/pingpong\.exercises\.svc\.cluster\.local\/pongs$/);
   assertCaught(t, problemsAfter('pingpong.yaml', (doc) => (load(doc)[1]!.metadata.cmd = pingpongLoad.replace('/pongs', '/pingpong'))), /webhooks\/1\/metadata\/cmd: \/pingpong counts a ping/);
   // A namespace written into a string escapes kustomize's namespace transformer.
