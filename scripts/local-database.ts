@@ -1,5 +1,5 @@
 /**
- * `npm run backup` and `npm run restore`: run db/backup.sh or db/restore.sh against the database
+ * `npm run backup` and `npm run restore`: run db/backups/backup.sh or db/backups/restore.sh against the database
  * `npm start` uses. DATABASE_URL or PGHOST when set; otherwise the embedded Postgres in `.data/`, used
  * as it is when `npm start` is running, else started for the command and stopped afterwards.
  */
@@ -52,7 +52,7 @@ export function fromUserDirectory(env: Env, file: string): string {
 }
 
 /**
- * Runs `db/<script>` with `args` against the database `config` names and resolves with its exit code.
+ * Runs `db/backups/<script>` with `args` against the database `config` names and resolves with its exit code.
  * The password reaches the script only through PGPASSWORD in its environment, never its command line.
  */
 export async function runDatabaseScript(
@@ -83,7 +83,7 @@ export async function runDatabaseScript(
   }
 
   try {
-    const child = spawn('bash', [path.join(projectRoot, 'db', script), ...args], {
+    const child = spawn('bash', [path.join(projectRoot, 'db', 'backups', script), ...args], {
       env: { ...process.env, ...(url ? libpqEnv(url) : {}), BACKUP_DIR: config.backupDir },
       stdio: 'inherit',
     });

@@ -1,4 +1,4 @@
-/** `npm run restore -- <dump file | backup folder> [--force]`: db/restore.sh against the local database. */
+/** `npm run restore -- <dump file | backup folder> [--force]`: db/backups/restore.sh against the local database. */
 import { existsSync } from 'node:fs';
 import { exitWith, fromUserDirectory, readLocalDatabaseConfig, runDatabaseScript } from './local-database';
 

@@ -7,6 +7,15 @@ import { X509Certificate, constants, createCipheriv, publicEncrypt, randomBytes,
 import { stringify } from 'yaml';
 
 export const scopes = ['strict', 'namespace-wide', 'cluster-wide'] as const;
+
+/**
+ * The Secrets the system reads, with their keys: image-proxy's Pixabay key, and the Postgres credentials
+ * that pingpong, Postgres and the backups share. scripts/dev-setup.sh makes the same ones from .env.
+ */
+export const SECRET_KEYS: Record<string, string[]> = {
+  'pixabay-apikey': ['API_KEY'],
+  'postgres-credentials': ['PGUSER', 'PGPASSWORD', 'PGDATABASE'],
+};
 export type Scope = (typeof scopes)[number];
 
 /** Something the user gave us is wrong; `npm run seal` prints the message and exits with code 2. */

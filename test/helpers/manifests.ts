@@ -8,7 +8,8 @@
  * empty list means it passes. Tests break the manifests on purpose and expect a matching line.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -19,6 +20,8 @@ import { CronJob, Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service } from 'kubernetes-models/v1';
 import { parse, parseAllDocuments } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
+import { readEnvironment } from '../../scripts/environments';
+import { SECRET_KEYS, sealedSecretYaml } from '../../scripts/sealed-secret';
 import { testUnless } from './tools';
 
 // Parsed YAML: the checks walk it freely and report what they do not find.
@@ -33,18 +36,18 @@ export interface Manifest {
   doc: Obj;
 }
 
-/**
- * What is deployed: the kustomizations `kubectl apply -k` takes (the top-level one holds knative/ and db/;
- * monitoring/ is applied on its own, where kube-prometheus-stack runs). skaffold renders the same ones
- * (test/helpers/skaffold.ts checks).
- */
-export const DEPLOY_DIRS = ['.', 'monitoring'];
-/** Folders whose YAML files must each be deployed by some kustomization. */
-export const MANIFEST_DIRS = ['knative', 'db'];
+/** The deploy environments, each a kustomize overlay in environments/<name> over the bases. */
+export const ENVIRONMENTS = ['dev', 'staging', 'production'] as const;
+export type EnvironmentName = (typeof ENVIRONMENTS)[number];
+/** Folders whose YAML files must each be deployed by some environment. */
+export const MANIFEST_DIRS = ['knative', 'db', 'environments'];
 /** kustomize's own files, not manifests. */
 const KUSTOMIZE_FILES = ['kustomization.yaml', 'kustomizeconfig.yaml'];
+/** The course's namespace: production's and dev's. */
 export const NAMESPACE = 'exercises';
 export const SCHEMAS_DIR = path.join(projectRoot, 'test', 'schemas');
+/** What skaffold runs before each deploy of the dev environment (skaffold.yaml). */
+export const DEV_HOOK = 'scripts/dev-setup.sh';
 
 // ---------------------------------------------------------------------------------------------------
 // Loading: what kustomize renders, as kubectl would apply it
@@ -74,10 +77,64 @@ const kubectlMissing = kubectlProblem();
 /** `test` for tests of the rendered manifests: skipped loudly without a recent kubectl, failed under CI=true. */
 export const manifestTest = testUnless(kubectlMissing, 'kubectl');
 
-/** Every object the DEPLOY_DIRS render to, with the file each came from; none without a recent kubectl. */
-export function loadManifests(root = projectRoot): Manifest[] {
+/** Every object production renders to (sealed as in `loadEnvironment`): the whole system, monitoring included. */
+export function loadManifests(): Manifest[] {
+  return loadEnvironment('production');
+}
+
+/**
+ * Every object of an environment as the cluster gets it; none without a recent kubectl. Staging and
+ * production are rendered from a copy of the tree in which their SealedSecrets are sealed for a key made
+ * here (the committed placeholders stop every render, on purpose); dev's objects include what its
+ * skaffold hook applies (devHookManifests).
+ */
+export function loadEnvironment(name: EnvironmentName): Manifest[] {
   if (kubectlMissing) return [];
-  return DEPLOY_DIRS.flatMap((dir) => renderKustomization(dir, root));
+  if (name === 'dev') return [...renderKustomization('environments/dev'), ...devHookManifests()];
+  return renderKustomization(`environments/${name}`, sealedRoot());
+}
+
+let sealed: string | undefined;
+/**
+ * A copy of the folders the kustomizations read, with each environment's SealedSecrets sealed for a
+ * throw-away key, as `npm run seal -- --environment` seals them; made once per process, removed at exit.
+ */
+export function sealedRoot(): string {
+  if (sealed) return sealed;
+  const root = mkdtempSync(path.join(tmpdir(), 'sealed-'));
+  process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+  for (const dir of KUSTOMIZED_DIRS) cpSync(path.join(projectRoot, dir), path.join(root, dir), { recursive: true });
+  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  for (const name of SEALED_ENVIRONMENTS) {
+    const environment = readEnvironment(name, root);
+    for (const secret of environment.sealedSecrets) {
+      const data = new Map(SECRET_KEYS[secret]!.map((key) => [key, Buffer.from(`test-${key.toLowerCase()}`)]));
+      const file = path.join(root, environment.dir, `${secret}.sealedsecret.yaml`);
+      writeFileSync(file, sealedSecretYaml(publicKey, { name: secret, namespace: environment.namespace, scope: 'strict' }, data));
+    }
+  }
+  return (sealed = root);
+}
+/** The environments whose Secrets are sealed; dev's come from .env. */
+export const SEALED_ENVIRONMENTS = ['staging', 'production'] as const;
+/** Every folder a kustomization of ours reads from. */
+const KUSTOMIZED_DIRS = ['environments', 'knative', 'db', 'monitoring'];
+
+/**
+ * What scripts/dev-setup.sh applies before each deploy of the dev environment: the files it applies with
+ * `kubectl apply --filename="$root/<file>"`, and for each `secret NAME KEY...` line a Secret with those keys.
+ */
+export function devHookManifests(root = projectRoot): Manifest[] {
+  const script = readFileSync(path.join(root, DEV_HOOK), 'utf8');
+  const applied = [...script.matchAll(/^kubectl apply --filename="\$root\/([^"]+)"$/gm)].flatMap(([, file]) =>
+    parseYamlDocuments(readFileSync(path.join(root, file!), 'utf8'), file!).map((doc) => ({ file: file!, doc })),
+  );
+  const namespace = /--namespace=([-a-z0-9]+)/.exec(script)?.[1];
+  const secrets = [...script.matchAll(/^secret ([-a-z0-9.]+) ([A-Z_ ]+)$/gm)].map(([, name, keys]) => ({
+    file: DEV_HOOK,
+    doc: { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, data: Object.fromEntries(keys!.split(' ').map((key) => [key, ''])) },
+  }));
+  return [...applied, ...secrets];
 }
 
 /**
@@ -152,7 +209,7 @@ export function manifestFiles(root = projectRoot): string[] {
   return found;
 }
 
-/** Manifest files that no object rendered from the DEPLOY_DIRS came from: left out of every kustomization. */
+/** Manifest files that no object of `manifests` came from: left out of every kustomization. */
 export function undeployedFiles(manifests: Manifest[], root = projectRoot): string[] {
   const deployed = new Set(manifests.map((m) => m.file));
   return manifestFiles(root).filter((file) => !deployed.has(file));
@@ -383,6 +440,8 @@ const CRD_SCHEMAS = new Map([
   ['bitnami.com/v1alpha1/SealedSecret', 'sealedsecret-crd.yaml'],
   ['monitoring.coreos.com/v1/PodMonitor', 'prometheus-operator-podmonitors-crd.yaml'],
   ['monitoring.coreos.com/v1/PrometheusRule', 'prometheus-operator-prometheusrules-crd.yaml'],
+  ['argoproj.io/v1alpha1/Application', 'argocd-application-crd.yaml'],
+  ['argoproj.io/v1alpha1/AppProject', 'argocd-appproject-crd.yaml'],
   ['flagger.app/v1beta1/Canary', 'flagger-crds.yaml'],
   ['flagger.app/v1beta1/MetricTemplate', 'flagger-crds.yaml'],
 ]);
@@ -496,8 +555,12 @@ export function scaleBounds(doc: Obj): { min: number; max: number } {
 const IN_CLUSTER_HOST = /\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\.cluster\.local)?\b(:(\d+))?/g;
 const CLUSTER_SCOPED_KINDS = ['Namespace'];
 
-/** Every name one manifest gives another (Secret, ConfigMap, claim, Service, namespace) must lead somewhere, and the two must agree. */
-export function referenceProblems(manifests: Manifest[]): string[] {
+/**
+ * Every name one manifest gives another (Secret, ConfigMap, claim, Service, namespace) must lead somewhere,
+ * and the two must agree. An environment lives in one namespace: `namespace`, by default the one its own
+ * Namespace manifest makes.
+ */
+export function referenceProblems(manifests: Manifest[], namespace = environmentNamespace(manifests)): string[] {
   const problems: string[] = [];
   const report = (manifest: Manifest, at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
 
@@ -514,9 +577,9 @@ export function referenceProblems(manifests: Manifest[]): string[] {
   for (const manifest of manifests) {
     const { doc } = manifest;
     if (!CLUSTER_SCOPED_KINDS.includes(doc.kind)) {
-      const namespace = doc.metadata?.namespace;
-      if (namespace !== NAMESPACE) report(manifest, '/metadata/namespace', `must be ${NAMESPACE}, got ${namespace ?? 'none'}`);
-      else if (!namespaces.has(namespace)) report(manifest, '/metadata/namespace', `no Namespace manifest named ${namespace}`);
+      const own = doc.metadata?.namespace;
+      if (own !== namespace) report(manifest, '/metadata/namespace', `must be ${namespace}, got ${own ?? 'none'}`);
+      else if (!namespaces.has(own)) report(manifest, '/metadata/namespace', `no Namespace manifest named ${own}`);
     }
     if (isSealedSecret(doc)) {
       const template = doc.spec?.template?.metadata ?? {};
@@ -614,6 +677,12 @@ export function referenceProblems(manifests: Manifest[]): string[] {
     for (const [key, value] of Object.entries(manifest.doc.data ?? {})) addressed(manifest, `/data/${key}`, String(value));
   }
   return problems;
+}
+
+/** The namespace of the one Namespace manifest among `manifests`, or the course's when there is none. */
+export function environmentNamespace(manifests: Manifest[]): string {
+  const names = [...new Set(manifests.filter((m) => m.doc.kind === 'Namespace').map((m) => String(m.doc.metadata?.name)))];
+  return names.length === 1 ? names[0]! : NAMESPACE;
 }
 
 /** Secret names with their keys, from Secrets and from the Secrets that SealedSecrets become. */

@@ -11,7 +11,7 @@ import { projectRoot } from '../../functions/shared/config';
 import { imageTag } from './cluster-agreement';
 import { parseDockerfile } from './dockerfile';
 import {
-  closeSchema, containers, describeAjvError, isKnativeService, isSealedSecret, label, NAMESPACE, newAjv, podTemplates, renderKustomization, SCHEMAS_DIR, type Manifest, type Obj,
+  closeSchema, containers, describeAjvError, DEV_HOOK, devHookManifests, isKnativeService, isSealedSecret, label, NAMESPACE, newAjv, podTemplates, renderKustomization, SCHEMAS_DIR, type Manifest, type Obj,
 } from './manifests';
 
 export const SKAFFOLD_API_VERSION = 'skaffold/v4beta14';
@@ -121,24 +121,29 @@ export function rewriteImages(manifests: Manifest[], images: Record<string, stri
   });
 }
 
-/** The text of the scripts a configuration's before-deploy host hooks run. */
-function beforeDeployScripts(config: Obj, root: string): string[] {
+/** The shell scripts a configuration's before-deploy host hooks run, as paths relative to the project root. */
+function beforeDeployScripts(config: Obj): string[] {
   return ((config.deploy?.kubectl?.hooks?.before ?? []) as Obj[])
-    .flatMap((hook) => ((hook.host?.command ?? []) as string[]).map((arg) => path.join(root, hook.host.dir ?? '.', arg)))
-    .filter((file) => /\.sh$/.test(file) && existsSync(file))
-    .map((file) => readFileSync(file, 'utf8'));
+    .flatMap((hook) => ((hook.host?.command ?? []) as string[]).map((arg) => path.posix.join(hook.host.dir ?? '.', arg)))
+    .filter((file) => /\.sh$/.test(file));
 }
 
 const objectKey = ({ doc }: Manifest) => `${doc.kind}/${doc.metadata?.namespace ?? ''}/${doc.metadata?.name}`;
 
+/** The environment skaffold deploys, and the kustomizations a profile may add to it. */
+export const DEV_ENVIRONMENT = 'environments/dev';
+export const ADD_ON_DIRS = ['monitoring'];
+/** Kinds that hold data: skaffold deletes what it deployed on Ctrl-C, so none of these may be among it. */
+const HOLDS_DATA = ['Namespace', 'PersistentVolumeClaim'];
+
 /**
- * Problems of skaffold.yaml against `system`, every object of the DEPLOY_DIRS (loadManifests): schema,
- * profiles, what each configuration renders (all of `kubectl apply -k .`, bar what its hook makes instead,
- * and nothing that is not in a DEPLOY_DIR: a profile may add one), what it builds and whether its images
- * reach the manifests, what it forwards. `render` renders one kustomization (renderKustomization); tests
- * may stand in their own.
+ * Problems of skaffold.yaml against the dev environment, `dev` (loadEnvironment('dev'): what
+ * environments/dev renders plus what the hook applies): schema, profiles, what each configuration renders
+ * (all of environments/dev and what its hook does not apply, nothing outside it and the ADD_ON_DIRS, no
+ * SealedSecret, nothing holding data), what it builds and whether its images reach the manifests, what it
+ * forwards. `render` renders one kustomization (renderKustomization); tests may stand in their own.
  */
-export function skaffoldProblems(config: Obj, system: Manifest[], root = projectRoot, render = (dir: string) => renderKustomization(dir, root)): string[] {
+export function skaffoldProblems(config: Obj, dev: Manifest[], root = projectRoot, render = (dir: string) => renderKustomization(dir, root)): string[] {
   const problems: string[] = [];
   if (config.apiVersion !== SKAFFOLD_API_VERSION) problems.push(`skaffold.yaml: /apiVersion: must be ${SKAFFOLD_API_VERSION}`);
   ((config.profiles ?? []) as Obj[]).forEach((profile, i) => {
@@ -154,12 +159,15 @@ export function skaffoldProblems(config: Obj, system: Manifest[], root = project
     return [...problems, `skaffold.yaml: /profiles: ${(error as Error).message}`];
   }
   const command = runtimeCommand(root);
-  let whole: Manifest[];
-  try {
-    whole = render('.');
-  } catch (error) {
-    return [...problems, `kustomization.yaml: ${(error as Error).message.split('\n')[0]}`];
-  }
+  const allowed = new Set(
+    [DEV_ENVIRONMENT, ...ADD_ON_DIRS].flatMap((dir) => {
+      try {
+        return render(dir).map(objectKey);
+      } catch {
+        return [];
+      }
+    }),
+  );
   for (const { name, config: variant } of configs) {
     const where = `skaffold.yaml (${name})`;
     if (!schema()(variant)) problems.push(...(schema().errors ?? []).map((e) => `${where}: ${describeAjvError(e)}`));
@@ -175,24 +183,25 @@ export function skaffoldProblems(config: Obj, system: Manifest[], root = project
         problems.push(`${where}: /manifests/kustomize/paths: ${(error as Error).message.split('\n')[0]}`);
       }
     }
-    const scripts = beforeDeployScripts(variant, root);
-    const byHook = (m: Manifest) => scripts.some((script) => script.includes(m.file));
-    // kubectl applies in the order given: the namespace must exist before anything is created in it.
-    const namespaces = whole.filter((m) => m.doc.kind === 'Namespace' && m.doc.metadata?.name === NAMESPACE);
-    if (rendered[0]?.doc.kind !== 'Namespace' && !namespaces.some(byHook)) {
-      problems.push(`${where}: /manifests/kustomize/paths: the Namespace must come first (or be applied by a before-deploy hook), got ${rendered[0] ? `${rendered[0].doc.kind}/${rendered[0].doc.metadata?.name}` : 'nothing'}`);
+    // What the before-deploy hooks apply stays when skaffold deletes what it deployed.
+    const hooks = beforeDeployScripts(variant);
+    const applied = new Set(hooks.includes(DEV_HOOK) ? devHookManifests(root).map(objectKey) : []);
+    const byHook = (m: Manifest) => applied.has(objectKey(m));
+    if (!dev.some((m) => m.doc.kind === 'Namespace' && byHook(m))) {
+      problems.push(`${where}: /deploy/kubectl/hooks/before: must apply the namespace (and make the Secrets) before deploying, so that Ctrl-C leaves them: none of ${hooks.join(', ') || 'no hook'} does`);
     }
-    // Everything `kubectl apply -k .` deploys; in the dev profile the hook makes the namespace and the Secrets instead.
     const keys = new Set(rendered.map(objectKey));
-    const systemKeys = new Set(system.map(objectKey));
-    for (const manifest of whole) {
-      const leftToHook = byHook(manifest) || (name === 'dev' && isSealedSecret(manifest.doc));
-      if (!keys.has(objectKey(manifest)) && !leftToHook) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is never deployed`);
+    for (const manifest of dev) {
+      if (!keys.has(objectKey(manifest)) && !byHook(manifest)) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is never deployed`);
     }
     for (const manifest of rendered) {
-      if (!systemKeys.has(objectKey(manifest))) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is in no kustomization the tests check (DEPLOY_DIRS in test/helpers/manifests.ts)`);
-      // The hook makes the Secrets; a SealedSecret for another cluster's key would only fail to open beside them.
-      if (name === 'dev' && isSealedSecret(manifest.doc)) problems.push(`skaffold.yaml (dev): /manifests/kustomize/paths: ${label(manifest)} must not be deployed`);
+      if (!allowed.has(objectKey(manifest))) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} is in none of ${[DEV_ENVIRONMENT, ...ADD_ON_DIRS].join(', ')} (test/helpers/skaffold.ts)`);
+      // The hook makes the Secrets from .env; a SealedSecret for another cluster's key would only fail to open beside them.
+      if (isSealedSecret(manifest.doc)) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} must not be deployed: the hook makes the Secrets`);
+      if (HOLDS_DATA.includes(manifest.doc.kind)) problems.push(`${where}: /manifests/kustomize/paths: ${label(manifest)} holds data, which Ctrl-C would delete: let the hook apply it`);
+      if (manifest.doc.kind === 'StatefulSet' && manifest.doc.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted === 'Delete') {
+        problems.push(`${where}: ${label(manifest)}: /spec/persistentVolumeClaimRetentionPolicy/whenDeleted: Delete would take its volumes with it on Ctrl-C`);
+      }
     }
 
     const artifacts = (variant.build?.artifacts ?? []) as Obj[];
@@ -232,7 +241,7 @@ export function skaffoldProblems(config: Obj, system: Manifest[], root = project
     }
 
     ((variant.portForward ?? []) as Obj[]).forEach((forward, i) => {
-      const knative = system.some((m) => isKnativeService(m.doc) && m.doc.metadata?.name === forward.resourceName);
+      const knative = dev.some((m) => isKnativeService(m.doc) && m.doc.metadata?.name === forward.resourceName);
       if (knative || (forward.namespace ?? 'default') === NAMESPACE) {
         problems.push(`${where}: /portForward/${i}: forward Knative's ingress, not ${forward.resourceName} in ${forward.namespace}: a Knative Service answers through the ingress`);
       }
@@ -249,16 +258,6 @@ export function skaffoldProblems(config: Obj, system: Manifest[], root = project
     }
   }
 
-  const dev = configs.find((c) => c.name === 'dev');
-  const devProfile = ((config.profiles ?? []) as Obj[]).find((p) => p.name === 'dev');
-  if (!dev || !devProfile) {
-    problems.push('skaffold.yaml: /profiles: no dev profile');
-  } else {
-    if (!((devProfile.activation ?? []) as Obj[]).some((a) => a.command === 'dev')) problems.push('skaffold.yaml (dev): /activation: must activate on `skaffold dev`');
-    if (!((dev.config.deploy?.kubectl?.hooks?.before ?? []) as Obj[]).some((hook) => hook.host?.command)) {
-      problems.push('skaffold.yaml (dev): /deploy/kubectl/hooks/before: must make the Secrets from .env before deploying');
-    }
-  }
   return problems;
 }
 

@@ -1,5 +1,5 @@
 /**
- * db/backup.sh and db/restore.sh against a real Postgres with the real pg_dump, pg_restore and psql,
+ * db/backups/backup.sh and db/backups/restore.sh against a real Postgres with the real pg_dump, pg_restore and psql,
  * and `npm run backup` / `npm run restore` run as a user runs them (compiled).
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -39,7 +39,7 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<R
   });
 }
 
-const script = (name: string) => path.join(projectRoot, 'db', name);
+const script = (name: string) => path.join(projectRoot, 'db', 'backups', name);
 const backup = (env: NodeJS.ProcessEnv) => run('bash', [script('backup.sh')], env);
 const restore = (env: NodeJS.ProcessEnv, ...args: string[]) => run('bash', [script('restore.sh'), ...args], env);
 const npmScript = (name: string) => path.join(projectRoot, 'dist', 'scripts', `${name}.js`);

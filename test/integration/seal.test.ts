@@ -4,9 +4,9 @@
  * cluster is the one thing we cannot reach.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { parse } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
 import { makeCertificate, type TestCertificate } from '../helpers/certificates';
@@ -39,9 +39,9 @@ interface Run {
 }
 
 /** Runs the compiled `npm run seal` with `args`, `stdin` piped in; PATH holds only what `path` says (no kubectl by default). */
-function runSeal(args: string[], { stdin = '', PATH = emptyDir }: { stdin?: string | Buffer; PATH?: string } = {}): Promise<Run> {
+function runSeal(args: string[], { stdin = '', PATH = emptyDir, cwd = dir }: { stdin?: string | Buffer; PATH?: string; cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [sealScript, ...args], { env: { PATH, HOME: dir }, cwd: dir });
+    const child = spawn(process.execPath, [sealScript, ...args], { env: { PATH, HOME: dir }, cwd });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -187,4 +187,59 @@ test('--help prints the usage and exits 0', async (t) => {
   const run = await runSeal(['--help']);
   t.is(run.code, 0);
   t.regex(run.stdout, /^usage: npm run seal -- --name <secret>/);
+});
+
+// ---------------------------------------------------------------------------------------------------
+// --environment: every Secret of staging or production, from .env, into the environment's folder
+
+/** A copy of environments/ in a folder of its own, which the script sees as the project root (npm run's working folder). */
+function projectCopy(t: ExecutionContext): string {
+  const root = mkdtempSync(path.join(dir, 'project-'));
+  cpSync(path.join(projectRoot, 'environments'), path.join(root, 'environments'), { recursive: true });
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  return root;
+}
+
+test('--environment seals each Secret the environment deploys, from .env, for its namespace, over the placeholders', async (t) => {
+  const root = projectCopy(t);
+  writeFileSync(path.join(root, '.env'), 'API_KEY=test-key-123\nPGUSER=pingpong\nPGPASSWORD=test-pw=x\nPGDATABASE=pingpong\nOTHER=left-out\n');
+  const run = await runSeal(['--environment', 'staging', '--cert', certFile], { cwd: root });
+  t.is(run.code, 0, run.stderr);
+  t.is(run.stdout, [
+    'sealed pixabay-apikey (API_KEY) for the namespace exercises-staging: environments/staging/pixabay-apikey.sealedsecret.yaml',
+    'sealed postgres-credentials (PGUSER, PGPASSWORD, PGDATABASE) for the namespace exercises-staging: environments/staging/postgres-credentials.sealedsecret.yaml',
+    '',
+  ].join('\n'));
+  const opened = (name: string) => {
+    const manifest = parse(readFileSync(path.join(root, 'environments', 'staging', `${name}.sealedsecret.yaml`), 'utf8')) as AppliedSealedSecret;
+    t.deepEqual(validateSealedSecret(manifest), []);
+    t.deepEqual(manifest.metadata, { name, namespace: 'exercises-staging' });
+    return Object.fromEntries(Object.entries(unseal(controller.privateKey, manifest)).map(([k, v]) => [k, v.toString()]));
+  };
+  t.deepEqual(opened('pixabay-apikey'), { API_KEY: 'test-key-123' });
+  t.deepEqual(opened('postgres-credentials'), { PGUSER: 'pingpong', PGPASSWORD: 'test-pw=x', PGDATABASE: 'pingpong' });
+  // Production is untouched, still its placeholders.
+  t.is(readFileSync(path.join(root, 'environments', 'production', 'pixabay-apikey.sealedsecret.yaml'), 'utf8'), readFileSync(path.join(projectRoot, 'environments', 'production', 'pixabay-apikey.sealedsecret.yaml'), 'utf8'));
+});
+
+test('--environment refuses what would seal the wrong thing, writing nothing', async (t) => {
+  const root = projectCopy(t);
+  const placeholder = () => readFileSync(path.join(root, 'environments', 'production', 'postgres-credentials.sealedsecret.yaml'), 'utf8');
+  const before = placeholder();
+  writeFileSync(path.join(root, 'partial.env'), 'API_KEY=test-key-123\nPGUSER=pingpong\nPGPASSWORD=\n');
+  const cases: Array<[args: string[], message: RegExp]> = [
+    [['--environment', 'production', '--cert', certFile, 'partial.env'], /^seal: partial\.env has no value for PGPASSWORD, PGDATABASE, which the Secret postgres-credentials holds; nothing was written\n$/],
+    [['--environment', 'production', '--cert', certFile, '--namespace', 'exercises'], /^seal: --environment seals every Secret of the environment under its own name and namespace, in strict scope: leave out --namespace\n$/],
+    [['--environment', 'production', '--cert', certFile, '--scope', 'cluster-wide'], /leave out --scope\n$/],
+    [['--environment', 'prod', '--cert', certFile], /^seal: no environment "prod": environments\/prod\/kustomization\.yaml not found \(run from the project root\)\n$/],
+    [['--environment', 'dev', '--cert', certFile], /^seal: environments\/dev\/kustomization\.yaml sets no namespace/],
+    [['--environment', 'production', '--cert', certFile], /^seal: cannot read \.env: no such file\n$/],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runSeal(args, { cwd: root });
+    t.is(run.code, 2, args.join(' '));
+    t.regex(run.stderr, message);
+    t.is(run.stdout, '');
+  }
+  t.is(placeholder(), before);
 });

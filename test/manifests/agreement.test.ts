@@ -48,7 +48,7 @@ test('the cluster never sets the demo switch, by env or through envFrom', (t) =>
   t.deepEqual(problems(manifests), []);
   const setByEnv = after('knative/image-proxy.yaml', (doc) => container(doc).env.push({ name: 'DEMO_IMAGES', value: 'true' }));
   assertCaught(t, problems(setByEnv), /image-proxy: .*env\/1: DEMO_IMAGES is for npm run demo on one machine, never for the cluster/);
-  const setBySecret = after('knative/pixabay-apikey.sealedsecret.yaml', (doc) => (doc.spec.encryptedData.DEMO_IMAGES = 'AgA='));
+  const setBySecret = after('environments/production/pixabay-apikey.sealedsecret.yaml', (doc) => (doc.spec.encryptedData.DEMO_IMAGES = 'AgA='));
   assertCaught(t, problems(setBySecret), /image-proxy: .*envFrom\/0: DEMO_IMAGES is for npm run demo on one machine/);
 });
 
@@ -68,7 +68,7 @@ test('a variable the function does not read, a function that does not exist and 
 test('each function gets what it needs in the cluster: the names fixed across the project', (t) => {
   t.deepEqual(clusterEnvProblems(manifests), []);
   t.deepEqual(Object.keys(CLUSTER_ENV).sort(), manifests.filter((m) => isKnativeService(m.doc)).map((m) => functionTarget(m.doc)).sort());
-  assertCaught(t, clusterEnvProblems(after('knative/pixabay-apikey.sealedsecret.yaml', (doc) => (doc.spec.encryptedData = { APIKEY: 'AgA=' }))), /image-proxy: .*API_KEY is not set, by env or by envFrom/);
+  assertCaught(t, clusterEnvProblems(after('environments/production/pixabay-apikey.sealedsecret.yaml', (doc) => (doc.spec.encryptedData = { APIKEY: 'AgA=' }))), /image-proxy: .*API_KEY is not set, by env or by envFrom/);
   assertCaught(t, clusterEnvProblems(after('knative/pingpong.yaml', (doc) => container(doc).env.splice(1, 1))), /pingpong: .*PGHOST is not set/);
   assertCaught(t, clusterEnvProblems(after('knative/log-output.yaml', (doc) => container(doc).env.splice(2, 1))), /log-output: .*ENV_FILE is not set/);
 });
@@ -97,7 +97,7 @@ test('Postgres: pingpong cannot exhaust max_connections, even with two revisions
 
 test('Postgres: a backup CronJob in db/ must run exactly the StatefulSet\'s image', (t) => {
   const cronJob = (image: string) => ({
-    file: 'db/backup-cronjob.yaml',
+    file: 'db/backups/backup-cronjob.yaml',
     doc: {
       apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'backup', namespace: 'exercises' },
       spec: { schedule: '0 3 * * *', jobTemplate: { spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'backup', image }] } } } } },
@@ -147,7 +147,7 @@ test('containers: requests and a memory limit, never root, a read-only root file
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => delete container(doc).securityContext.allowPrivilegeEscalation), /allowPrivilegeEscalation: must be false/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).securityContext.readOnlyRootFilesystem = false)), /readOnlyRootFilesystem: must be true/);
   assertCaught(t, problems('db/postgres-statefulset.yaml', (doc) => delete container(doc).securityContext.readOnlyRootFilesystem), /StatefulSet\/postgres: .*readOnlyRootFilesystem: must be true/);
-  assertCaught(t, problems('db/backup-cronjob.yaml', (doc) => (doc.spec.jobTemplate.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem = false)), /CronJob\/postgres-backup: .*readOnlyRootFilesystem: must be true/);
+  assertCaught(t, problems('db/backups/backup-cronjob.yaml', (doc) => (doc.spec.jobTemplate.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem = false)), /CronJob\/postgres-backup: .*readOnlyRootFilesystem: must be true/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => (container(doc).securityContext.capabilities.drop = ['NET_RAW'])), /capabilities\/drop: must drop ALL/);
   assertCaught(t, problems('knative/pingpong.yaml', (doc) => delete container(doc).securityContext.seccompProfile), /seccompProfile: must be RuntimeDefault/);
   assertCaught(t, problems('db/postgres-statefulset.yaml', (doc) => delete doc.spec.template.spec.securityContext.runAsNonRoot), /StatefulSet\/postgres: .*runAsNonRoot: must be true/);

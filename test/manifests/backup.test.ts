@@ -16,9 +16,9 @@ const container = pod?.containers[0];
 const volume = (spec: any, name: string) => spec.volumes.find((v: any) => v.name === name);
 const mountOf = (c: any, name: string) => c.volumeMounts.find((m: any) => m.name === name)?.mountPath;
 
-test('the scripts ConfigMap is made from db/backup.sh and db/restore.sh, under a name without a hash (the one-liner names it)', (t) => {
+test('the scripts ConfigMap is made from db/backups/backup.sh and db/backups/restore.sh, under a name without a hash (the one-liner names it)', (t) => {
   t.deepEqual(Object.keys(configMap.data).sort(), ['backup.sh', 'restore.sh']);
-  for (const name of ['backup.sh', 'restore.sh']) t.is(configMap.data[name], readFileSync(path.join(projectRoot, 'db', name), 'utf8'));
+  for (const name of ['backup.sh', 'restore.sh']) t.is(configMap.data[name], readFileSync(path.join(projectRoot, 'db', 'backups', name), 'utf8'));
 });
 
 test('the CronJob runs backup.sh from that ConfigMap onto that PVC, with the shared Secret and the StatefulSet image', (t) => {

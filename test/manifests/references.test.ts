@@ -21,14 +21,14 @@ test('a Secret name or key that no Secret or SealedSecret holds is caught', (t) 
   assertCaught(t, problemsAfter('knative/pingpong.yaml', (doc) => (container(doc).envFrom[0].secretRef.name = 'postgres-credential')), /Service\/pingpong: .*envFrom\/0: Secret "postgres-credential" is in no manifest/);
   assertCaught(t, problemsAfter('db/postgres-statefulset.yaml', (doc) => (env(doc, 'POSTGRES_PASSWORD').valueFrom.secretKeyRef.key = 'PASSWORD')), /Secret "postgres-credentials" has no key "PASSWORD"/);
   assertCaught(t, problemsAfter('knative/image-proxy.yaml', (doc) => (container(doc).envFrom[0].secretRef.name = 'pixabay-api-key')), /Service\/image-proxy: .*Secret "pixabay-api-key" is in no manifest/);
-  const withoutSealed = referenceProblems(manifests.filter((m) => m.file !== 'knative/postgres-credentials.sealedsecret.yaml'));
+  const withoutSealed = referenceProblems(manifests.filter((m) => m.file !== 'environments/production/postgres-credentials.sealedsecret.yaml'));
   assertCaught(t, withoutSealed, /StatefulSet\/postgres: .*Secret "postgres-credentials" is in no manifest/);
 });
 
 test('a SealedSecret counts by the name of the Secret it becomes, and a plain Secret counts too', (t) => {
-  assertCaught(t, problemsAfter('knative/postgres-credentials.sealedsecret.yaml', (doc) => (doc.spec.template.metadata.name = 'pg')), /\/spec\/template\/metadata\/name: differs from the SealedSecret's name/);
+  assertCaught(t, problemsAfter('environments/production/postgres-credentials.sealedsecret.yaml', (doc) => (doc.spec.template.metadata.name = 'pg')), /\/spec\/template\/metadata\/name: differs from the SealedSecret's name/);
   const plain = manifests
-    .filter((m) => m.file !== 'knative/postgres-credentials.sealedsecret.yaml')
+    .filter((m) => m.file !== 'environments/production/postgres-credentials.sealedsecret.yaml')
     .concat({ file: 'knative/postgres-credentials.yaml', doc: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'postgres-credentials', namespace: 'exercises' }, stringData: { PGUSER: 'test-user', PGPASSWORD: 'test-password', PGDATABASE: 'test-db' } } });
   t.deepEqual(referenceProblems(plain), []);
 });
@@ -78,7 +78,7 @@ test('selectors: the StatefulSet selects its pods and is governed by a headless 
 test('a volume claim must name a PersistentVolumeClaim in the manifests', (t) => {
   const claim = { file: 'db/backups-pvc.yaml', doc: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'backups', namespace: 'exercises' }, spec: {} } };
   const job = (claimName: string) => ({
-    file: 'db/backup-cronjob.yaml',
+    file: 'db/backups/backup-cronjob.yaml',
     doc: {
       apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'backup', namespace: 'exercises' },
       spec: { jobTemplate: { spec: { template: { spec: { containers: [{ name: 'b', image: 'postgres:18.1', volumeMounts: [{ name: 'out', mountPath: '/backups' }] }], volumes: [{ name: 'out', persistentVolumeClaim: { claimName } }] } } } } },

@@ -1,15 +1,15 @@
 /**
- * Every object the kustomizations render against the real schemas (kubernetes-models for Kubernetes kinds,
- * the CRDs for Knative and sealed-secrets), closed so that unknown fields are errors; then each kind of
- * mistake, made on purpose, is caught. Also: what is validated is exactly what kubectl applies, and every
- * YAML file under knative/ and db/ is deployed.
+ * Every object each environment renders to against the real schemas (kubernetes-models for Kubernetes
+ * kinds, the CRDs for Knative, sealed-secrets and prometheus-operator), closed so that unknown fields are
+ * errors; then each kind of mistake, made on purpose, is caught. Also: what is validated is exactly what
+ * kubectl applies, and every YAML file under knative/, db/ and environments/ is deployed by some environment.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import {
-  assertCaught, closeSchema, DEPLOY_DIRS, kustomize, label, loadManifests, manifestFiles, manifestTest, parseYamlDocuments, renderKustomization, schemaProblems,
-  undeployedFiles, withChange, type Manifest, type Obj,
+  assertCaught, closeSchema, devHookManifests, ENVIRONMENTS, kustomize, label, loadEnvironment, loadManifests, manifestFiles, manifestTest, parseYamlDocuments, renderKustomization,
+  schemaProblems, sealedRoot, undeployedFiles, withChange, type Manifest, type Obj,
 } from '../helpers/manifests';
 import { tempDir } from '../helpers/temp';
 
@@ -17,37 +17,52 @@ const manifests = loadManifests();
 const problemsAfter = (file: string, change: (doc: Obj) => void) => withChange(manifests, file, change).flatMap(schemaProblems);
 const container = (doc: Obj) => doc.spec.template.spec.containers[0];
 
-for (const manifest of manifests) {
-  test(`${label(manifest)} validates against its schema`, (t) => {
-    t.deepEqual(schemaProblems(manifest), []);
-  });
+for (const environment of ENVIRONMENTS) {
+  for (const manifest of loadEnvironment(environment)) {
+    test(`${environment}: ${label(manifest)} validates against its schema`, (t) => {
+      t.deepEqual(schemaProblems(manifest), []);
+    });
+  }
 }
 
-manifestTest('the cluster gets everything the system needs', (t) => {
-  // A generated ConfigMap's name ends in a hash of its content.
-  const kinds = manifests.map(({ doc }) => `${doc.kind}/${doc.metadata.name}`.replace(/^(ConfigMap\/log-output-config)-\w+$/, '$1-<hash>')).sort();
-  for (const expected of [
-    'Namespace/exercises', 'ResourceQuota/exercises-quota', 'LimitRange/container-defaults',
-    'Service/pingpong', 'Service/log-output', 'Service/image-proxy', 'ConfigMap/log-output-config-<hash>', 'DaemonSet/image-prepull',
-    'StatefulSet/postgres', 'Service/postgres', 'CronJob/postgres-backup', 'PersistentVolumeClaim/postgres-backups', 'ConfigMap/postgres-backup-scripts',
-    'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials',
-  ]) {
-    t.true(kinds.includes(expected), `${expected} is missing from ${kinds.join(', ')}`);
-  }
+/** `Kind/name` of every object, a generated ConfigMap's hash (a digest of its content) left out. */
+const names = (rendered: Manifest[]) => rendered.map(({ doc }) => `${doc.kind}/${doc.metadata.name}`.replace(/^(ConfigMap\/log-output-config)-\w+$/, '$1-<hash>')).sort();
+const FUNCTIONS = ['ResourceQuota/exercises-quota', 'LimitRange/container-defaults', 'Service/pingpong', 'Service/log-output', 'Service/image-proxy', 'ConfigMap/log-output-config-<hash>'];
+const PREPULL = 'DaemonSet/image-prepull';
+const POSTGRES = ['StatefulSet/postgres', 'Service/postgres'];
+const BACKUPS = ['CronJob/postgres-backup', 'PersistentVolumeClaim/postgres-backups', 'ConfigMap/postgres-backup-scripts'];
+const MONITORING = ['PodMonitor/functions', 'PrometheusRule/functions', 'ConfigMap/functions-dashboard'];
+
+manifestTest('each environment gets what it needs: production everything, staging no backups and no monitoring, dev no pre-pull and its Secrets from the hook', (t) => {
+  t.deepEqual(names(loadEnvironment('production')), [
+    'Namespace/exercises', ...FUNCTIONS, PREPULL, ...POSTGRES, ...BACKUPS, ...MONITORING, 'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials',
+  ].sort());
+  t.deepEqual(names(loadEnvironment('staging')), ['Namespace/exercises-staging', ...FUNCTIONS, PREPULL, ...POSTGRES, 'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials'].sort());
+  t.deepEqual(names(loadEnvironment('dev')), ['Namespace/exercises', ...FUNCTIONS, ...POSTGRES, ...BACKUPS, 'Secret/pixabay-apikey', 'Secret/postgres-credentials'].sort());
 });
 
-manifestTest('what the tests validate is exactly what `kubectl apply -k` gets, each object with the file it came from', (t) => {
-  for (const dir of DEPLOY_DIRS) {
-    t.deepEqual(renderKustomization(dir).map((m) => m.doc), parseYamlDocuments(kustomize(dir), dir), `${dir}: the origin annotations changed more than themselves`);
+manifestTest('what the tests validate is exactly what `kubectl apply -k environments/<name>` gets, each object with the file it came from', (t) => {
+  for (const environment of ENVIRONMENTS) {
+    const dir = `environments/${environment}`;
+    const root = environment === 'dev' ? undefined : sealedRoot();
+    const rendered = renderKustomization(dir, root).map((m) => m.doc);
+    t.deepEqual(rendered, parseYamlDocuments(kustomize(root ? path.join(root, dir) : dir), dir), `${dir}: the origin annotations changed more than themselves`);
   }
   const files = new Map(manifests.map((m) => [`${m.doc.kind}/${m.doc.metadata.name}`, m.file]));
   t.is(files.get('Service/pingpong'), 'knative/pingpong.yaml');
-  t.is(files.get('Namespace/exercises'), 'knative/namespace.yaml');
-  t.is(files.get('ConfigMap/postgres-backup-scripts'), 'db/kustomization.yaml', 'a generated object comes from the kustomization that made it');
+  t.is(files.get('Namespace/exercises'), 'environments/production/namespace.yaml');
+  t.is(files.get('SealedSecret/pixabay-apikey'), 'environments/production/pixabay-apikey.sealedsecret.yaml');
+  t.is(files.get('ConfigMap/postgres-backup-scripts'), 'db/backups/kustomization.yaml', 'a generated object comes from the kustomization that made it');
+  t.deepEqual(devHookManifests().map((m) => `${m.file} ${m.doc.kind}/${m.doc.metadata.name}`), [
+    'environments/dev/namespace.yaml Namespace/exercises',
+    'db/backups/backup-pvc.yaml PersistentVolumeClaim/postgres-backups',
+    'scripts/dev-setup.sh Secret/pixabay-apikey',
+    'scripts/dev-setup.sh Secret/postgres-credentials',
+  ]);
 });
 
-manifestTest('every YAML file under knative/ and db/ is deployed by a kustomization', (t) => {
-  t.deepEqual(undeployedFiles(manifests), []);
+manifestTest('every YAML file under knative/, db/ and environments/ is deployed by some environment', (t) => {
+  t.deepEqual(undeployedFiles(ENVIRONMENTS.flatMap(loadEnvironment)), []);
   const root = tempDir(t, 'manifests-');
   mkdirSync(path.join(root, 'db', 'backup'), { recursive: true });
   mkdirSync(path.join(root, 'knative'));
@@ -122,7 +137,7 @@ manifestTest('a Knative Service: fields behind a feature flag that is off by def
 });
 
 manifestTest('a SealedSecret: unknown fields in its spec and in the Secret template are caught', (t) => {
-  const file = 'knative/postgres-credentials.sealedsecret.yaml';
+  const file = 'environments/production/postgres-credentials.sealedsecret.yaml';
   assertCaught(t, problemsAfter(file, (doc) => (doc.spec.encrytedData = doc.spec.encryptedData)), /SealedSecret\/postgres-credentials: .*encrytedData/);
   assertCaught(t, problemsAfter(file, (doc) => (doc.spec.template.metadata.label = {})), /\/spec\/template\/metadata\/label: unknown field/);
 });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import test from 'ava';
 import { stringify } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
+import { sealedSecretYaml } from '../../scripts/sealed-secret';
 import { findPlaintextSecrets } from '../helpers/plaintext-secrets';
 
 function trackedFiles(): string[] {
@@ -24,7 +25,7 @@ const treeTest = inCheckout || process.env.CI === 'true' ? test : test.skip;
 
 treeTest('no tracked file holds a Secret with data, a private key or a credential', (t) => {
   const files = trackedFiles();
-  t.true(files.includes('knative/pixabay-apikey.sealedsecret.yaml') && files.includes('.env.example'), 'the walk sees the tree');
+  t.true(files.includes('environments/production/pixabay-apikey.sealedsecret.yaml') && files.includes('.env.example'), 'the walk sees the tree');
   t.false(files.includes('.env'), '.env stays out of git');
   let scanned = 0;
   const findings = files.flatMap((file) => {
@@ -112,8 +113,8 @@ test('catches a URL with a password in it', (t) => {
 test('leaves alone placeholders, references, secret names and ciphertext', (t) => {
   const harmless: Array<[file: string, content: string]> = [
     ['.env.example', readFileSync(path.join(projectRoot, '.env.example'), 'utf8')],
-    ['knative/pixabay-apikey.sealedsecret.yaml', readFileSync(path.join(projectRoot, 'knative', 'pixabay-apikey.sealedsecret.yaml'), 'utf8')],
-    ['knative/postgres-credentials.sealedsecret.yaml', readFileSync(path.join(projectRoot, 'knative', 'postgres-credentials.sealedsecret.yaml'), 'utf8')],
+    ['environments/staging/postgres-credentials.sealedsecret.yaml', readFileSync(path.join(projectRoot, 'environments', 'staging', 'postgres-credentials.sealedsecret.yaml'), 'utf8')],
+    ['environments/production/postgres-credentials.sealedsecret.yaml', sealedSecretYaml(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey, { name: 'postgres-credentials', namespace: 'exercises', scope: 'strict' }, new Map([['PGPASSWORD', randomBytes(16)]]))],
     ['scripts/local-postgres.ts', readFileSync(path.join(projectRoot, 'scripts', 'local-postgres.ts'), 'utf8')],
     ['README.md', 'PGPASSWORD=<your password> psql, or API_KEY=$API_KEY, or `?key=KEY`, or postgres://user:password@host/db'],
     ['scripts/x.sh', 'PGPASSWORD="${PGPASSWORD}" pg_dump; export API_KEY=changeme'],

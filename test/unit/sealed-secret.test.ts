@@ -1,11 +1,13 @@
 /** Sealing, checked by opening the result the way the controller does, with a key pair made here. */
-import { X509Certificate, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { parse } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
+import { readEnvironment } from '../../scripts/environments';
 import {
+  SECRET_KEYS,
   SealError,
   parseKeyValueLines,
   readControllerKey,
@@ -174,22 +176,21 @@ test('a name, namespace or scope the cluster would refuse is refused here first'
   t.throws(() => sealedSecretYaml(key, { name: 'ok', namespace: 'exercises', scope: 'global' as Scope }, data), { message: /^--scope must be one of strict, namespace-wide, cluster-wide/ });
 });
 
-test('the committed SealedSecrets: the names and keys the cluster uses, strict scope, sealed for the demo certificate', (t) => {
-  const demo = new X509Certificate(readFileSync(path.join(projectRoot, 'knative', 'sealed-secrets-demo-cert.pem')));
-  t.is(demo.publicKey.asymmetricKeyType, 'rsa');
-  const rsaBytes = demo.publicKey.asymmetricKeyDetails!.modulusLength! / 8;
-  const secrets = { 'pixabay-apikey': ['API_KEY'], 'postgres-credentials': ['PGDATABASE', 'PGPASSWORD', 'PGUSER'] };
-  for (const [name, keys] of Object.entries(secrets)) {
-    const manifest = parse(readFileSync(path.join(projectRoot, 'knative', `${name}.sealedsecret.yaml`), 'utf8')) as SealedSecretManifest;
-    t.deepEqual(validateSealedSecret(manifest), [], name);
-    const metadata = { name, namespace: 'exercises' };
-    t.deepEqual(manifest.metadata, metadata, `${name}: strict scope, no scope annotation`);
-    t.deepEqual(manifest.spec.template, { metadata, type: 'Opaque' });
-    t.deepEqual(Object.keys(manifest.spec.encryptedData), keys);
-    for (const [key, sealed] of Object.entries(manifest.spec.encryptedData)) {
-      const bytes = Buffer.from(sealed, 'base64');
-      t.is(bytes.readUInt16BE(0), rsaBytes, `${name}.${key}: a session key sealed for the demo certificate's ${rsaBytes * 8}-bit key`);
-      t.true(bytes.length >= 2 + rsaBytes + 16, `${name}.${key}: then the value and its GCM tag`);
+test('what staging and production commit: a placeholder that stops the render and names the command, or a SealedSecret for the environment\'s own namespace', (t) => {
+  for (const environment of ['staging', 'production']) {
+    const { namespace, sealedSecrets } = readEnvironment(environment, projectRoot);
+    t.deepEqual(sealedSecrets, Object.keys(SECRET_KEYS), `${environment} deploys every Secret the system reads`);
+    for (const name of sealedSecrets) {
+      const file = path.join('environments', environment, `${name}.sealedsecret.yaml`);
+      const manifest = parse(readFileSync(path.join(projectRoot, file), 'utf8'));
+      if (manifest.kind === 'NotSealedYet') {
+        t.is(manifest.metadata.name, undefined, `${file}: without a name, kustomize refuses it`);
+        t.is(manifest.metadata.annotations['seal-first'], `npm run seal -- --environment ${environment} (docs/secrets.md)`, file);
+        continue;
+      }
+      t.deepEqual(validateSealedSecret(manifest), [], file);
+      t.deepEqual(manifest.metadata, { name, namespace }, `${file}: sealed for ${namespace}, strict scope`);
+      t.deepEqual(Object.keys(manifest.spec.encryptedData).sort(), [...SECRET_KEYS[name]!].sort(), file);
     }
   }
 });

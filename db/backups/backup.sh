@@ -4,7 +4,7 @@
 #   backup ok: file=<path> bytes=<n> tables=<n> seconds=<s>
 # On any failure it exits non-zero and leaves no new file; the older backups stay untouched.
 #
-# Runs in the postgres image (the CronJob, db/backup-cronjob.yaml) and locally (`npm run backup`).
+# Runs in the postgres image (the CronJob, db/backups/backup-cronjob.yaml) and locally (`npm run backup`).
 # The database: the libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...), or
 # DATABASE_URL without a password in it (the password goes in PGPASSWORD).
 set -euo pipefail
