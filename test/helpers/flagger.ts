@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
-import { isKnativeService, label, renderKustomization, ROLLOUT_DURATION, scaleBounds, type Manifest, type Obj } from './manifests';
+import { isKnativeService, label, loadEnvironment, renderKustomization, ROLLOUT_DURATION, scaleBounds, type Manifest, type Obj } from './manifests';
 import { parseQuantity } from './resources';
 
 /**
@@ -28,11 +28,11 @@ const PRODUCTION = 'environments/production';
 
 /**
  * The Canaries and MetricTemplates, and the Services they drive, as production deploys them: production's
- * own render when it includes the Component, else the Component over knative/ in a temporary overlay (the
- * same objects, without production's namespace and secrets).
+ * own render when it includes the Component (its Secrets sealed, as loadEnvironment renders it), else the
+ * Component over knative/ in a temporary overlay.
  */
 export function renderCanaries(root = projectRoot): Manifest[] {
-  if (productionIncludesCanaries(root)) return renderKustomization(PRODUCTION, root);
+  if (productionIncludesCanaries(root)) return root === projectRoot ? loadEnvironment('production') : renderKustomization(PRODUCTION, root);
   const overlay = mkdtempSync(path.join(tmpdir(), 'canary-overlay-'));
   try {
     const relative = (dir: string) => JSON.stringify(path.relative(overlay, path.join(root, dir)));
