@@ -1,14 +1,13 @@
 /**
  * Flagger v1.44.0, as far as the tests need it, read from its source (github.com/fluxcd/flagger at v1.44.0):
  * what it writes into the Knative Services it drives, how it fills a MetricTemplate's query, and how it
- * judges the number Prometheus answers. Also the canary Component, rendered as production renders it.
+ * judges the number Prometheus answers; and the rules our Canaries and MetricTemplates follow.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
-import { isKnativeService, label, loadEnvironment, renderKustomization, ROLLOUT_DURATION, scaleBounds, type Manifest, type Obj } from './manifests';
+import { isKnativeService, label, ROLLOUT_DURATION, scaleBounds, type Manifest, type Obj } from './manifests';
 import { parseQuantity } from './resources';
 
 /**
@@ -24,24 +23,6 @@ export const FLAGGER_WRITES = [
 
 /** Where the canary Component lives: production includes it (environments/production/kustomization.yaml). */
 export const CANARY_COMPONENT = 'environments/production/canary';
-const PRODUCTION = 'environments/production';
-
-/**
- * The Canaries and MetricTemplates, and the Services they drive, as production deploys them: production's
- * own render when it includes the Component (its Secrets sealed, as loadEnvironment renders it), else the
- * Component over knative/ in a temporary overlay.
- */
-export function renderCanaries(root = projectRoot): Manifest[] {
-  if (productionIncludesCanaries(root)) return root === projectRoot ? loadEnvironment('production') : renderKustomization(PRODUCTION, root);
-  const overlay = mkdtempSync(path.join(tmpdir(), 'canary-overlay-'));
-  try {
-    const relative = (dir: string) => JSON.stringify(path.relative(overlay, path.join(root, dir)));
-    writeFileSync(path.join(overlay, 'kustomization.yaml'), `resources:\n  - ${relative('knative')}\ncomponents:\n  - ${relative(CANARY_COMPONENT)}\n`);
-    return renderKustomization(overlay, root);
-  } finally {
-    rmSync(overlay, { recursive: true, force: true });
-  }
-}
 
 /**
  * What Flagger would refuse, or do other than we mean, in the Canaries and MetricTemplates beyond their
@@ -131,7 +112,7 @@ const COUNTING_PATHS = ['/pingpong'];
 
 /** Whether environments/production/kustomization.yaml lists the canary Component. */
 export function productionIncludesCanaries(root = projectRoot): boolean {
-  const file = path.join(root, PRODUCTION, 'kustomization.yaml');
+  const file = path.join(root, path.dirname(CANARY_COMPONENT), 'kustomization.yaml');
   if (!existsSync(file)) return false;
   const components = ((parse(readFileSync(file, 'utf8')) as Obj).components ?? []) as string[];
   return components.some((c) => path.posix.normalize(c) === 'canary');

@@ -20,9 +20,9 @@ import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { stringify } from 'yaml';
 import { HOW_TO_INSTALL_PROMETHEUS, prometheusInstalled, startPrometheus } from '../../scripts/prometheus';
-import { asFlaggerSends, judge, metricModel, renderCanaries, renderQuery, type Sample, type Verdict } from '../helpers/flagger';
+import { asFlaggerSends, judge, metricModel, renderQuery, type Sample, type Verdict } from '../helpers/flagger';
 import { startFunction, type RunningFunction } from '../helpers/functions';
-import { kubectlProblem, renderKustomization, type Obj } from '../helpers/manifests';
+import { kubectlProblem, loadManifests, type Obj } from '../helpers/manifests';
 import { fakePixabay } from '../helpers/pixabay';
 import { freePort } from '../helpers/ports';
 import { startTestPostgres } from '../helpers/postgres';
@@ -60,11 +60,11 @@ const canaryTest = testUnless(kubectlProblem() ?? (prometheusInstalled() ? undef
 canaryTest('on a real Prometheus, Flagger\'s checks pass a good revision and fail a bad one within two intervals, naming it', async (t) => {
   // 45 to 70 s on a busy machine: the functions and Prometheus starting, two analysis intervals of 10 s, the checks.
   t.timeout(180_000);
-  const objects = renderCanaries().map((m) => m.doc);
+  const objects = loadManifests().map((m) => m.doc);
   const canaries = new Map(objects.filter((d) => d.kind === 'Canary').map((d) => [String(d.spec.targetRef.name), d]));
   const templates = new Map(objects.filter((d) => d.kind === 'MetricTemplate').map((d) => [String(d.metadata.name), d]));
   const services = new Map(objects.filter((d) => d.kind === 'Service' && d.apiVersion === 'serving.knative.dev/v1').map((d) => [String(d.metadata.name), d]));
-  const podMonitor = renderKustomization('monitoring').find((m) => m.doc.kind === 'PodMonitor')!.doc;
+  const podMonitor = objects.find((d) => d.kind === 'PodMonitor')!;
   t.deepEqual([...canaries.keys()].sort(), ['image-proxy', 'pingpong']);
   for (const canary of canaries.values()) {
     t.deepEqual(analysisMetrics(canary).map((m) => m.name), ['error-ratio', 'latency-p99', 'cpu-usage'], `${canary.metadata.name}: the checks this test knows`);
