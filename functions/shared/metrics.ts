@@ -5,6 +5,7 @@
  */
 import type { Request, Response } from '@google-cloud/functions-framework';
 import type * as PromClient from 'prom-client';
+import { log } from './log';
 
 // prom-client's index also loads its pushgateway, summaries, cluster support and the default metrics (with
 // OpenTelemetry's API, for exemplars we do not use): 15-30 ms of every cold start. So the pieces we use are
@@ -89,7 +90,7 @@ export function sendMetrics(req: Request, res: Response): void {
         res.end(req.method === 'HEAD' ? undefined : text);
       },
       (error: unknown) => {
-        console.error('metrics could not be collected:', error);
+        log.unexpected(error, { path: req.path });
         res.status(500).type('text/plain').end('metrics could not be collected\n');
       },
     );
