@@ -244,10 +244,11 @@ export interface DocsContext {
 }
 
 /**
- * Namespaces the project uses but others create: Kubernetes itself, and what cluster.md installs from
- * release URLs (Knative Serving, Kourier). Objects there are theirs, so only the namespace is checked.
+ * Namespaces the project uses but others create: Kubernetes itself, what cluster.md installs from
+ * release URLs (Knative Serving, Kourier), and Flagger's, from its kustomizations (updating.md). Objects
+ * there are theirs, so only the namespace is checked.
  */
-export const EXTERNAL_NAMESPACES = ['kube-system', 'knative-serving', 'kourier-system'];
+export const EXTERNAL_NAMESPACES = ['kube-system', 'knative-serving', 'kourier-system', 'flagger-system'];
 
 /** Knative's own pod sidecar, in every function's pod. */
 const KNATIVE_CONTAINERS = ['queue-proxy'];

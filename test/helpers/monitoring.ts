@@ -58,15 +58,18 @@ export function asGrafanaSends(expr: string, services: string[], rateInterval: s
   return expr.replaceAll('$__rate_interval', rateInterval).replaceAll('$service', services.join('|'));
 }
 
-/** Labels Knative puts on the pods of a Knative Service's first revision (knative.dev/serving, pkg/reconciler/revision/resources/meta.go). */
-export function knativePodLabels(service: Obj): Record<string, string> {
+/**
+ * Labels Knative puts on the pods of a Knative Service's revision number `generation`, the first unless said
+ * (knative.dev/serving, pkg/reconciler/revision/resources/meta.go).
+ */
+export function knativePodLabels(service: Obj, generation = 1): Record<string, string> {
   const name = String(service.metadata?.name);
-  const revision = `${name}-00001`;
+  const revision = `${name}-${String(generation).padStart(5, '0')}`;
   return {
     ...(service.spec?.template?.metadata?.labels ?? {}),
     'serving.knative.dev/service': name,
     'serving.knative.dev/configuration': name,
-    'serving.knative.dev/configurationGeneration': '1',
+    'serving.knative.dev/configurationGeneration': String(generation),
     'serving.knative.dev/revision': revision,
     'serving.knative.dev/revisionUID': '00000000-0000-0000-0000-000000000001',
     app: revision,
