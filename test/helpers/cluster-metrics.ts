@@ -87,6 +87,9 @@ export const OTHER_EXPORTERS_METRICS: readonly ExportedMetric[] = [
   { name: 'kube_cronjob_status_last_successful_time', type: 'gauge', labels: ['namespace', 'cronjob'], source: 'kube-state-metrics internal/store/cronjob.go' },
   // The kubelet's cAdvisor, which kube-prometheus-stack scrapes: CPU by container (the course's canary query).
   { name: 'container_cpu_usage_seconds_total', type: 'counter', labels: ['namespace', 'pod', 'container'], source: 'google/cadvisor metrics/prometheus.go' },
+  // Prometheus's own series for every target it scrapes, with the target's labels: the canary's CPU template
+  // takes each pod's revision from our scrapes' `up`.
+  { name: 'up', type: 'gauge', labels: ['job', 'instance'], source: 'Prometheus, scrape/scrape.go (the synthetic series of every scrape)' },
 ];
 
 /** The names a metric's samples have: a histogram's three series, anything else its own name. */
