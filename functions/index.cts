@@ -12,7 +12,15 @@ const functions: Record<string, () => unknown> = {
 
 const target = process.env.FUNCTION_TARGET;
 const load = target ? functions[target] : undefined;
-if (!load) {
-  throw new Error(`FUNCTION_TARGET must be one of ${Object.keys(functions).join(', ')}, got "${target ?? ''}"`);
+try {
+  if (!load) throw new Error(`FUNCTION_TARGET must be one of ${Object.keys(functions).join(', ')}, got "${target ?? ''}"`);
+  load();
+} catch (error) {
+  // Said as one log line: functions-framework would print free text asking whether there is a syntax
+  // error, and a stack, for a setting that is wrong. A wrong setting needs no stack; anything else does.
+  const { log }: typeof import('./shared/log') = require('./shared/log');
+  const { ConfigError }: typeof import('./shared/config') = require('./shared/config');
+  const settingWrong = !load || error instanceof ConfigError;
+  log.critical(`could not start: ${(error as Error)?.message ?? String(error)}`, { event: 'start_failed' }, settingWrong ? undefined : (error as Error)?.stack);
+  process.exit(1);
 }
-load();

@@ -45,3 +45,23 @@ export async function waitForHttp(url: string, ms: number): Promise<void> {
     }
   }
 }
+
+/**
+ * A function's log line as a person reads it in npm start's output: a JSON line (functions/shared/log.ts)
+ * becomes its message, after its severity unless that is INFO, with its stack on the lines after; any
+ * other line (log-output's `<timestamp>: <uuid>.`) stays as it is.
+ */
+export function readableLogLine(line: string): string[] {
+  if (!line.startsWith('{')) return [line];
+  let entry: Record<string, unknown>;
+  try {
+    entry = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return [line];
+  }
+  const { severity, message, stack_trace: stack } = entry ?? {};
+  if (typeof severity !== 'string' || typeof message !== 'string') return [line];
+  const head = severity === 'INFO' ? message : `${severity} ${message}`;
+  // A stack's first line repeats the message.
+  return typeof stack === 'string' ? [head, ...stack.split('\n').slice(1)] : [head];
+}

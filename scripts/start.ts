@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../functions/shared/config';
 import { connect, migrate, readDatabaseConfig } from '../functions/shared/db';
-import { readFunctionPorts, spawnFunction, waitForHttp } from './functions';
+import { readableLogLine, readFunctionPorts, spawnFunction, waitForHttp } from './functions';
 import { readLocalDatabaseConfig } from './local-database';
 import { startLocalPostgres, type LocalPostgres } from './local-postgres';
 import { startPixabayStandIn, type PixabayStandIn } from './pixabay-stand-in';
@@ -81,7 +81,7 @@ function run(name: string, port: number, extraEnv: NodeJS.ProcessEnv): void {
     stream?.setEncoding('utf8').on('data', (chunk: string) => {
       const lines = (partial + chunk).split('\n');
       partial = lines.pop()!;
-      for (const line of lines) say(name, line);
+      for (const line of lines) for (const readable of readableLogLine(line)) say(name, readable);
     });
   }
   child.on('exit', (code, signal) => {

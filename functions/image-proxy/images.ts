@@ -3,7 +3,7 @@
  * every redirect too, and the answer must be a whole raster image no larger than the cap before a
  * byte of it is passed on: the proxy must never become a way to fetch anything else.
  */
-import { MB, UPSTREAM_DEADLINE_MS, UpstreamError, fetchFailure, pixabayRequests, readCapped } from './pixabay';
+import { MB, UPSTREAM_DEADLINE_MS, UpstreamError, countPixabayRequest, fetchFailure, readCapped } from './pixabay';
 
 /**
  * Pixabay's previews are about 5-20 KB and its 640 px images about 50-150 KB: 10 MB is far above any
@@ -23,10 +23,10 @@ export interface UpstreamImage {
 export async function openImage(href: string, allowedHosts: ReadonlySet<string>): Promise<UpstreamImage> {
   try {
     const image = await fetchImage(href, allowedHosts);
-    pixabayRequests.inc({ kind: 'image', outcome: 'ok' });
+    countPixabayRequest('image', 'ok');
     return image;
   } catch (error) {
-    pixabayRequests.inc({ kind: 'image', outcome: error instanceof UpstreamError ? error.outcome : 'error' });
+    countPixabayRequest('image', error instanceof UpstreamError ? error.outcome : 'error');
     throw error;
   }
 }

@@ -5,18 +5,21 @@
  */
 import { http, type Request, type Response } from '@google-cloud/functions-framework';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { log } from '../shared/log';
 import { Gauge } from '../shared/metrics';
 import { readImageProxyConfig } from './config';
 import { GALLERY_CSP, REAL_KEY_COMMAND, renderGallery } from './gallery';
 import { openImage, type UpstreamImage } from './images';
 import { BadRequest, parseImageId, readImageSize, readPage, readSearchQuery } from './params';
-import { PixabayClient, UpstreamError, type SearchResult } from './pixabay';
+import { PixabayClient, pixabayLog, UpstreamError, type SearchResult } from './pixabay';
 import { summarise } from './summary';
 
 const config = readImageProxyConfig(process.env);
 const pixabay = config.apiKey ? new PixabayClient(config.apiKey, config.apiUrl) : undefined;
-if (!pixabay) console.warn('image-proxy: API_KEY is not set; every route answers 503 until it is');
-if (config.demo) console.log(`image-proxy: demo images, from a stand-in for Pixabay (npm run demo); for Pixabay's photos run ${REAL_KEY_COMMAND}`);
+// The key never reaches the log, however an upstream or an error quotes it.
+if (pixabay) log.redactWith(pixabay.redact);
+if (!pixabay) log.warning('API_KEY is not set; every route answers 503 until it is');
+if (config.demo) log.info(`demo images, from a stand-in for Pixabay (npm run demo); for Pixabay's photos run ${REAL_KEY_COMMAND}`);
 
 // Both read when scraped, so the seconds left are those left now, not when the limit was hit.
 new Gauge({
@@ -145,13 +148,16 @@ function sendImage(req: Request, res: Response, image: UpstreamImage, cacheContr
   res.end(req.method === 'HEAD' ? undefined : image.bytes);
 }
 
-/** The status and one-line reason for an error, logged (with the key redacted) unless it is the client's own mistake. */
+/**
+ * The status and one-line reason for an error. Pixabay's failures and our own mistakes are logged (the log
+ * redacts the key); a client's mistake, or Pixabay saying there is no such thing, is only answered.
+ */
 function explain(pixabay: PixabayClient, req: Request, error: unknown): { status: number; reason: string; retryAfter?: number } {
   if (error instanceof BadRequest) return { status: 400, reason: error.message };
   if (error instanceof UpstreamError) {
-    console.error(pixabay.redact(`image-proxy: ${req.path}: ${error.message}${error.detail ? ` (${error.detail})` : ''}`));
+    if (error.status !== 404) pixabayLog.failed(error.outcome, `${error.message}${error.detail ? ` (${error.detail})` : ''}`);
     return { status: error.status, reason: pixabay.redact(error.message), retryAfter: error.retryAfterSeconds };
   }
-  console.error(pixabay.redact(`image-proxy: ${req.path}: ${(error as Error)?.stack ?? String(error)}`));
+  log.unexpected(error, { path: req.path });
   return { status: 500, reason: 'internal error' };
 }

@@ -2,6 +2,7 @@
  * Pixabay's search API as the proxy uses it: every answer cached for 24 h, one upstream request per
  * query at a time, the rate limit honoured, and the key kept out of every message.
  */
+import { log } from '../shared/log';
 import { Counter } from '../shared/metrics';
 import { LruCache } from './lru';
 
@@ -81,12 +82,21 @@ export class UpstreamError extends Error {
 export const UPSTREAM_OUTCOMES = ['ok', 'not_found', 'rate_limited', 'timeout', 'error'] as const;
 export type UpstreamOutcome = (typeof UPSTREAM_OUTCOMES)[number];
 
-export const pixabayRequests = new Counter({
+const pixabayRequests = new Counter({
   name: 'image_proxy_pixabay_requests_total',
   help: 'Requests to Pixabay: kind "search" to its API (searches and lookups by id), "image" for the bytes (redirects included), by outcome',
   labelNames: ['kind', 'outcome'],
 });
 for (const kind of ['search', 'image']) for (const outcome of UPSTREAM_OUTCOMES) pixabayRequests.inc({ kind, outcome }, 0);
+
+/** Requests that failed because Pixabay did, as a few lines per outage (functions/shared/log.ts); any answer from Pixabay ends one. */
+export const pixabayLog = log.dependency('pixabay');
+
+/** Counts one request to Pixabay by how it went; an answer (a result, or "no such thing") tells the log Pixabay is back. */
+export function countPixabayRequest(kind: 'search' | 'image', outcome: UpstreamOutcome): void {
+  pixabayRequests.inc({ kind, outcome });
+  if (outcome === 'ok' || outcome === 'not_found') pixabayLog.answered();
+}
 
 const cacheLookups = new Counter({
   name: 'image_proxy_cache_lookups_total',
@@ -205,13 +215,13 @@ export class PixabayClient {
     if (!pending) {
       pending = this.fetchResult(params)
         .then((result) => {
-          pixabayRequests.inc({ kind: 'search', outcome: 'ok' });
+          countPixabayRequest('search', 'ok');
           this.searches.set(key, result);
           for (const hit of result.hits) this.knownImages.set(hit.id, hit);
           return result;
         })
         .catch((error: unknown) => {
-          pixabayRequests.inc({ kind: 'search', outcome: error instanceof UpstreamError ? error.outcome : 'error' });
+          countPixabayRequest('search', error instanceof UpstreamError ? error.outcome : 'error');
           if (entry && error instanceof UpstreamError && error.rateLimited) return entry.value;
           throw error;
         })

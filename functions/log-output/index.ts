@@ -5,8 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { http } from '@google-cloud/functions-framework';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { log } from '../shared/log';
 import { Counter } from '../shared/metrics';
-import { gatherWhileBusy } from '../shared/waiting';
+import { gatherWhileBusy, TimeoutError } from '../shared/waiting';
 import { readLogOutputConfig } from './config';
 import { pageText, stampLine } from './page';
 import { fetchPongs, PINGPONG_FAILURE_REASONS, PingpongFailure } from './pongs';
@@ -14,6 +15,7 @@ import { fetchPongs, PINGPONG_FAILURE_REASONS, PingpongFailure } from './pongs';
 const config = readLogOutputConfig(process.env);
 const instanceId = randomUUID();
 
+// The course's exercise line, as the course prints it: plain text, not one of the JSON lines of functions/shared/log.ts.
 console.log(stampLine(new Date(), instanceId));
 const stamping = setInterval(() => console.log(stampLine(new Date(), instanceId)), 5000);
 
@@ -27,10 +29,16 @@ const pingpongFailures = new Counter({
   labelNames: ['reason'],
 });
 for (const reason of PINGPONG_FAILURE_REASONS) pingpongFailures.inc({ reason }, 0);
+// Each failure is counted above; the log tells an outage in a few lines (functions/shared/log.ts).
+const pingpongLog = log.dependency('pingpong');
 
 // Page views waiting at the same moment share one request to pingpong; each still gets a count read after it arrived.
 const nextPongs = gatherWhileBusy(
-  async (k) => Array<number>(k).fill(await fetchPongs(config.pingpongUrl, PINGPONG_DEADLINE_MS)),
+  async (k) => {
+    const pongs = await fetchPongs(config.pingpongUrl, PINGPONG_DEADLINE_MS);
+    pingpongLog.answered();
+    return Array<number>(k).fill(pongs);
+  },
   PINGPONG_DEADLINE_MS,
   'pingpong',
 );
@@ -49,9 +57,11 @@ http(
     try {
       pongs = await nextPongs();
     } catch (error) {
-      console.error(`log-output: ${req.path}: ${(error as Error).message}`);
       // Else the batch's deadline (TimeoutError), the same as the request's, fired first: pingpong did not answer in time.
-      pingpongFailures.inc({ reason: error instanceof PingpongFailure ? error.reason : 'timeout' });
+      const reason = error instanceof PingpongFailure ? error.reason : 'timeout';
+      pingpongFailures.inc({ reason });
+      const foreseen = error instanceof PingpongFailure || error instanceof TimeoutError;
+      pingpongLog.failed(reason, (error as Error).message, foreseen ? undefined : error);
       return sendReason(res, 503, (error as Error).message);
     }
     pingpongHasAnswered = true;

@@ -2,9 +2,10 @@
  * pingpong: `GET /pingpong` answers `pong N` and counts the ping in Postgres; `GET /pongs` tells the
  * count without counting.
  */
-import { http, type Request, type Response } from '@google-cloud/functions-framework';
+import { http, type Response } from '@google-cloud/functions-framework';
 import { connect, DATABASE_FAILURE_REASONS, databaseFailureReason, migrate, readDatabaseConfig } from '../shared/db';
 import { allowMethods, managed, sendNotFound, sendReason } from '../shared/http';
+import { log } from '../shared/log';
 import { Counter, Histogram } from '../shared/metrics';
 import { gatherWhileBusy, withDeadline } from '../shared/waiting';
 import { batchPings } from './counter';
@@ -38,10 +39,13 @@ const databaseFailures = new Counter({
   labelNames: ['reason'],
 });
 for (const reason of DATABASE_FAILURE_REASONS) databaseFailures.inc({ reason }, 0);
+// Each failure is counted above; the log tells an outage in a few lines (functions/shared/log.ts).
+const postgresLog = log.dependency('postgres');
 
 const recordPing = batchPings(async (k) => {
   await ensureSchema();
   const [row] = await sql<[{ n: string }]>`update pings set n = n + ${k} returning n`;
+  postgresLog.answered();
   statementPings.observe(k);
   return Number(row.n);
 }, DATABASE_DEADLINE_MS);
@@ -50,6 +54,7 @@ const recordPing = batchPings(async (k) => {
 const countPongs = gatherWhileBusy(async (k) => {
   await ensureSchema();
   const [row] = await sql<[{ n: string }]>`select n from pings`;
+  postgresLog.answered();
   return Array<number>(k).fill(Number(row.n));
 }, DATABASE_DEADLINE_MS, 'the database');
 
@@ -63,14 +68,17 @@ http(
         if (req.method === 'HEAD') return void res.type('text/plain').end();
         // Every ping is news: never stored by a cache, and `end` rather than `send`, whose freshness check would
         // turn a conditional request (If-None-Match: *) into a 304 that hides the number of a ping it counted.
-        return answer(req, res, recordPing(), (n) => {
+        return answer(res, recordPing(), (n) => {
           pings.inc();
           res.set('Cache-Control', 'no-store').type('text/plain').end(`pong ${n}`);
         });
       case '/pongs':
-        return answer(req, res, countPongs(), (pongs) => res.json({ pongs }));
+        return answer(res, countPongs(), (pongs) => res.json({ pongs }));
       case '/healthz':
-        return answer(req, res, withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database'), () => res.type('text/plain').send('ok'));
+        return answer(res, withDeadline(sql`select 1`, HEALTH_DEADLINE_MS, 'the database'), () => {
+          postgresLog.answered();
+          res.type('text/plain').send('ok');
+        });
       case '/livez':
         // Liveness never asks Postgres: a database outage must not restart every pod.
         return void res.type('text/plain').send('ok');
@@ -84,10 +92,12 @@ http(
  * Sends what `work` gives, or 503 with the database's one-line reason. A plain `then` rather than an
  * async handler: the framework runs each request in a domain, where every extra promise costs.
  */
-function answer<T>(req: Request, res: Response, work: Promise<T>, send: (value: T) => void): void {
+function answer<T>(res: Response, work: Promise<T>, send: (value: T) => void): void {
   work.then(send).catch((error: unknown) => {
-    console.error(`pingpong: ${req.path}: database unavailable:`, error);
-    databaseFailures.inc({ reason: databaseFailureReason(error) });
+    const reason = databaseFailureReason(error);
+    databaseFailures.inc({ reason });
+    // `other` is a failure nobody foresaw: its stack goes to the log too.
+    postgresLog.failed(reason, describe(error), reason === 'other' ? error : undefined);
     if (res.headersSent) return void res.destroy();
     sendReason(res, 503, `database unavailable: ${describe(error)}`);
   });

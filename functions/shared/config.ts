@@ -44,6 +44,18 @@ export function readHttpUrl(env: Env, name: string, fallback: string): string {
   return url.href.replace(/\/+$/, '');
 }
 
+/** Who writes a function's log lines: the function this process serves and, under Knative, its revision. */
+export interface LogContext {
+  /** `FUNCTION_TARGET`, which picks the function (functions/index.cts). */
+  function: string | undefined;
+  /** `K_REVISION`, which Knative sets in every revision's container (e.g. `pingpong-00002`); unset locally. */
+  revision: string | undefined;
+}
+
+export function readLogContext(env: Env): LogContext {
+  return { function: env.FUNCTION_TARGET?.trim() || undefined, revision: env.K_REVISION?.trim() || undefined };
+}
+
 /** The folder holding package.json: the same answer from source and from `dist/`. */
 export const projectRoot = findProjectRoot(__dirname);
 

@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpFunction, Request, Response } from '@google-cloud/functions-framework';
+import { log } from './log';
 import { requestRecorder, sendMetrics } from './metrics';
 
 /** Answers 405 with an `Allow` header unless the request's method is one of `allowed`; true when it is. */
@@ -70,15 +71,17 @@ export function drainOnShutdown(handler: HttpFunction, close: () => Promise<void
     draining = true;
     server?.close(); // also closes the idle keep-alive connections
     // Said only once it is true: whoever reads this line finds new connections refused.
-    console.log(`${signal}: finishing ${inFlight.size} request(s) in flight, taking no new ones`);
+    log.info(`${signal}: finishing ${inFlight.size} request(s) in flight, taking no new ones`, { signal, in_flight: inFlight.size });
     for (const res of inFlight.keys()) if (!res.headersSent) res.setHeader('Connection', 'close');
     if (inFlight.size > 0) {
       const idle = new Promise<void>((resolve) => (whenIdle = resolve));
       await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, maxWaitMs))]);
     }
     const abandoned = inFlight.size;
-    if (abandoned > 0) console.error(`${signal}: gave up on ${abandoned} request(s) still in flight after ${maxWaitMs} ms`);
-    await close().catch((error: unknown) => console.error(`${signal}: closing failed:`, error));
+    if (abandoned > 0) log.error(`${signal}: gave up on ${abandoned} request(s) still in flight after ${maxWaitMs} ms`, { signal, abandoned });
+    await close().catch((error: unknown) => log.error(`${signal}: closing failed: ${(error as Error)?.message ?? String(error)}`, { signal }));
+    // The failures counted since their last line, so that the log's counts add up to the metrics'.
+    log.flush();
     process.exit(abandoned > 0 ? 1 : 0);
   }
 

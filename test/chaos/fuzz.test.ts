@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import test, { type ExecutionContext } from 'ava';
 import { fuzz, fuzzSeed, type FuzzTarget, type Outcome } from '../helpers/fuzz';
+import { readLog } from '../helpers/logs';
 import { startFunction, type RunningFunction } from '../helpers/functions';
 import { parseSamples, requestSeries, scrape } from '../helpers/metrics';
 import { fakePixabay, holdsKey } from '../helpers/pixabay';
@@ -155,9 +156,10 @@ function countBy(keys: string[]): Record<string, number> {
   return counts;
 }
 
-/** Each printed stack trace: the line before the first `at` line, and the `at` lines. */
+/** Each stack trace in the output: a log line's `stack_trace`, or a printed one (the line before the first `at` line, and the `at` lines). */
 function stackTraces(output: string): string[] {
-  const traces: string[] = [];
+  // Our own log lines carry a stack in a field (docs/logs.md); anything else prints it as lines of `    at ...`.
+  const traces = readLog(output).entries.flatMap((entry) => (typeof entry.stack_trace === 'string' ? [entry.stack_trace] : []));
   const lines = output.split('\n');
   for (let i = 0; i < lines.length; i++) {
     if (!/^\s+at /.test(lines[i]!) || (i > 0 && /^\s+at /.test(lines[i - 1]!))) continue;

@@ -8,14 +8,15 @@ const CLIENTS = 32;
 const KILLS = 3;
 const OUTAGE_MS = 1500;
 const STEADY_MS = 2000;
-// pingpong answers within its 1.2 s database deadline whatever Postgres does, 2 s as documented; on a
-// shared 2-vCPU machine 32 clients, pingpong and a recovering Postgres share the CPUs, hence the slack.
+// pingpong answers within its 1.2 s database deadline whatever Postgres does (docs/functions.md); on a
+// shared 2-vCPU machine 32 clients, pingpong and a recovering Postgres share the CPUs, hence the slack
+// (docs/reliability.md states the resulting bound).
 const OUTAGE_ANSWER_MS = 2000 + BUSY_MACHINE_SLACK_MS;
 // The pool waits at most 0.5 s before connecting again (reconnectDelaySeconds), so pongs come back well
 // within a second of Postgres being ready (0.1-0.6 s measured); the rest is for this noisy machine.
 const RECOVERY_MS = 5000;
 
-test('Postgres SIGKILLed and restarted under load: 503s within 2 s while down, recovery, no acknowledged ping lost', async (t) => {
+test('Postgres SIGKILLed and restarted under load: prompt 503s while down, recovery, no acknowledged ping lost', async (t) => {
   const db = await startTestPostgres(t);
   const pingpong = await startFunction(t, 'pingpong', { DATABASE_URL: db.url });
   const load = startPingLoad([pingpong.url], CLIENTS);

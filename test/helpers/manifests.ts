@@ -410,6 +410,9 @@ export function newAjv(): Ajv {
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
   ajv.addFormat('byte', /^[A-Za-z0-9+/]*={0,2}$/);
   ajv.addFormat('date-time', true);
+  // Flagger's CRDs: a webhook's `url`, and a `format: string` that says nothing more than its type.
+  ajv.addFormat('url', (value: string) => URL.canParse(value));
+  ajv.addFormat('string', true);
   return ajv;
 }
 
@@ -424,11 +427,14 @@ function goRegExp(pattern: string, flags: string): RegExp {
 goRegExp.code = 'new RegExp';
 
 /**
- * A custom resource's problems against the first served version of the CRD in `file` (under test/schemas):
- * its openAPIV3Schema closed as in `closeSchema`, with apiVersion and kind pinned, plus the metadata checks.
+ * A custom resource's problems against the first served version of the CRD in `file` (under test/schemas;
+ * the one for `kind` where the file holds several): its openAPIV3Schema closed as in `closeSchema`, with
+ * apiVersion and kind pinned, plus the metadata checks.
  */
-export function crdValidator(file: string): (doc: Obj) => string[] {
-  const crd = parse(readFileSync(path.join(SCHEMAS_DIR, file), 'utf8')) as Obj;
+export function crdValidator(file: string, kind?: string): (doc: Obj) => string[] {
+  const crds = parseAllDocuments(readFileSync(path.join(SCHEMAS_DIR, file), 'utf8')).map((d) => d.toJS() as Obj);
+  const crd = crds.find((c) => kind === undefined || c.spec?.names?.kind === kind);
+  if (!crd) throw new Error(`${file} holds no CRD of kind ${kind}`);
   const version = (crd.spec.versions as Obj[]).find((v) => v.served)!;
   const schema = closeSchema(version.schema.openAPIV3Schema) as Obj;
   schema.required = [...new Set([...(schema.required ?? []), 'apiVersion', 'kind', 'metadata', 'spec'])];
@@ -446,13 +452,15 @@ const CRD_SCHEMAS = new Map([
   ['monitoring.coreos.com/v1/PrometheusRule', 'prometheus-operator-prometheusrules-crd.yaml'],
   ['argoproj.io/v1alpha1/Application', 'argocd-application-crd.yaml'],
   ['argoproj.io/v1alpha1/AppProject', 'argocd-appproject-crd.yaml'],
+  ['flagger.app/v1beta1/Canary', 'flagger-crds.yaml'],
+  ['flagger.app/v1beta1/MetricTemplate', 'flagger-crds.yaml'],
   ['postgresql.cnpg.io/v1/Cluster', 'cnpg-clusters-crd.yaml'],
   ['postgresql.cnpg.io/v1/ScheduledBackup', 'cnpg-scheduledbackups-crd.yaml'],
 ]);
 const crdValidators = new Map<string, (doc: Obj) => string[]>();
 
 function customResourceProblems(kind: string, doc: Obj): string[] {
-  if (!crdValidators.has(kind)) crdValidators.set(kind, crdValidator(CRD_SCHEMAS.get(kind)!));
+  if (!crdValidators.has(kind)) crdValidators.set(kind, crdValidator(CRD_SCHEMAS.get(kind)!, kind.split('/').pop()));
   return crdValidators.get(kind)!(doc);
 }
 

@@ -12,6 +12,9 @@ import { isKnativeService, podTemplates, type Manifest, type Obj } from './manif
 export const MONITORING_DIR = path.join(projectRoot, 'monitoring');
 export const DASHBOARD_FILE = path.join(MONITORING_DIR, 'functions-dashboard.json');
 export const RULE_TESTS_FILE = path.join(MONITORING_DIR, 'alert-rules.test.yaml');
+/** The merge patch that turns Knative's metrics on, and the ConfigMap of Knative's release it patches. */
+export const OBSERVABILITY_PATCH = path.join(MONITORING_DIR, 'knative', 'config-observability-patch.yaml');
+export const KNATIVE_OBSERVABILITY = path.join(projectRoot, 'test', 'schemas', 'knative-config-observability.yaml');
 
 export interface AlertRule {
   alert: string;
@@ -55,15 +58,18 @@ export function asGrafanaSends(expr: string, services: string[], rateInterval: s
   return expr.replaceAll('$__rate_interval', rateInterval).replaceAll('$service', services.join('|'));
 }
 
-/** Labels Knative puts on the pods of a Knative Service's first revision (knative.dev/serving, pkg/reconciler/revision/resources/meta.go). */
-export function knativePodLabels(service: Obj): Record<string, string> {
+/**
+ * Labels Knative puts on the pods of a Knative Service's revision number `generation`, the first unless said
+ * (knative.dev/serving, pkg/reconciler/revision/resources/meta.go).
+ */
+export function knativePodLabels(service: Obj, generation = 1): Record<string, string> {
   const name = String(service.metadata?.name);
-  const revision = `${name}-00001`;
+  const revision = `${name}-${String(generation).padStart(5, '0')}`;
   return {
     ...(service.spec?.template?.metadata?.labels ?? {}),
     'serving.knative.dev/service': name,
     'serving.knative.dev/configuration': name,
-    'serving.knative.dev/configurationGeneration': '1',
+    'serving.knative.dev/configurationGeneration': String(generation),
     'serving.knative.dev/revision': revision,
     'serving.knative.dev/revisionUID': '00000000-0000-0000-0000-000000000001',
     app: revision,
@@ -117,6 +123,63 @@ export function podMonitorProblems(podMonitor: Manifest, manifests: Manifest[]):
       (r) => r.targetLabel === 'service' && (r.action ?? 'replace') === 'replace' && (r.sourceLabels ?? []).join() === '__meta_kubernetes_pod_label_serving_knative_dev_service',
     );
     if (!labelsService) report(`${at}/relabelings`, 'must copy the pod label serving.knative.dev/service to the target label service');
+  });
+  return problems;
+}
+
+/** The names of `names` that an endpoint's metricRelabelings let through, as Prometheus applies `keep` and `drop` to `__name__`. */
+export function keptNames(endpoint: Obj, names: readonly string[]): string[] {
+  const rules = ((endpoint.metricRelabelings ?? []) as Obj[]).filter((r) => (r.sourceLabels ?? []).join() === '__name__');
+  return names.filter((name) =>
+    rules.every((rule) => {
+      // Prometheus anchors relabelling regexes at both ends; its default regex is (.*).
+      const matches = new RegExp(`^(?:${rule.regex ?? '(.*)'})$`).test(name);
+      return rule.action === 'keep' ? matches : rule.action === 'drop' ? !matches : true;
+    }),
+  );
+}
+
+export interface KnativeMonitorExpectation {
+  /** The pods it must scrape, by their labels, and the pods (by name) it must leave alone. */
+  pods: Record<string, string>[];
+  otherPods: { name: string; labels: Record<string, string> }[];
+  /** The namespace those pods live in. */
+  namespace: string;
+  port: string;
+  /** Sample names it must keep, and those it must drop. */
+  keeps: readonly string[];
+  drops: readonly string[];
+  /** Whether it must label each target service and revision from the pod's Knative labels, as the functions' PodMonitor does. */
+  labelsRevision: boolean;
+}
+
+/** What is wrong with a PodMonitor of Knative's metrics (queue-proxy's, the activator's, the autoscaler's) against what it must do. */
+export function knativeMonitorProblems(podMonitor: Manifest, expected: KnativeMonitorExpectation): string[] {
+  const { doc } = podMonitor;
+  const problems: string[] = [];
+  const report = (at: string, message: string) => problems.push(`${podMonitor.file} PodMonitor/${doc.metadata?.name}: ${at}: ${message}`);
+  const selector = doc.spec?.selector;
+  if (!expected.pods.every((labels) => selectorMatches(selector, labels))) report('/spec/selector', `does not select the pods ${JSON.stringify(expected.pods[0])}`);
+  for (const other of expected.otherPods) if (selectorMatches(selector, other.labels)) report('/spec/selector', `also selects the pods of ${other.name}`);
+  const namespaces = doc.spec?.namespaceSelector;
+  const watched = namespaces?.any === true || (namespaces?.matchNames ?? [doc.metadata?.namespace]).includes(expected.namespace);
+  if (!watched) report('/spec/namespaceSelector', `does not look in ${expected.namespace}, where those pods run`);
+  const endpoints = (doc.spec?.podMetricsEndpoints ?? []) as Obj[];
+  if (endpoints.length !== 1) report('/spec/podMetricsEndpoints', `one endpoint; found ${endpoints.length}`);
+  endpoints.forEach((endpoint, i) => {
+    const at = `/spec/podMetricsEndpoints/${i}`;
+    if (endpoint.port !== expected.port) report(`${at}/port`, `must be ${expected.port}; got ${endpoint.port}`);
+    if ((endpoint.path ?? '/metrics') !== '/metrics') report(`${at}/path`, `Knative serves /metrics, not ${endpoint.path}`);
+    const kept = keptNames(endpoint, [...expected.keeps, ...expected.drops]);
+    const lost = expected.keeps.filter((name) => !kept.includes(name));
+    const leaked = expected.drops.filter((name) => kept.includes(name));
+    if (lost.length) report(`${at}/metricRelabelings`, `drops ${lost.join(', ')}`);
+    if (leaked.length) report(`${at}/metricRelabelings`, `keeps ${leaked.join(', ')}`);
+    const copies = (label: string, target: string) =>
+      ((endpoint.relabelings ?? []) as Obj[]).some((r) => r.targetLabel === target && (r.action ?? 'replace') === 'replace' && (r.sourceLabels ?? []).join() === `__meta_kubernetes_pod_label_${label}`);
+    if (expected.labelsRevision && !(copies('serving_knative_dev_service', 'service') && copies('serving_knative_dev_revision', 'revision'))) {
+      report(`${at}/relabelings`, 'must copy the pod labels serving.knative.dev/service and /revision to service and revision');
+    }
   });
   return problems;
 }

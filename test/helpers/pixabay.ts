@@ -12,6 +12,7 @@ import {
   type Answer, type PixabayHit, type PixabayStandIn, type PixabayStandInOptions,
 } from '../../scripts/pixabay-stand-in';
 import { sunsetPng } from '../../scripts/png';
+import { decodedStrings } from './logs';
 
 export { CATALOGUE_SIZE, type PixabayHit } from '../../scripts/pixabay-stand-in';
 
@@ -309,8 +310,12 @@ function streamUnsized(res: ServerResponse, bytes: number): void {
   pump();
 }
 
-/** Whether `text` holds `key` in any form a URL or a log might carry it: raw, percent-encoded in either case, or form-encoded. */
+/**
+ * Whether `text` holds `key` in any form a URL or a log might carry it: raw, percent-encoded in either case,
+ * form-encoded, JSON-escaped, or in any string of a JSON log line once decoded.
+ */
 export function holdsKey(text: string, key: string): boolean {
-  const haystack = text.toLowerCase();
-  return [key, encodeURIComponent(key), new URLSearchParams({ key }).toString().slice(4)].some((form) => haystack.includes(form.toLowerCase()));
+  const forms = [key, encodeURIComponent(key), new URLSearchParams({ key }).toString().slice(4), JSON.stringify(key).slice(1, -1)].map((form) => form.toLowerCase());
+  // A log line is JSON: its strings are read decoded too, so no escape JSON allows can hide the key.
+  return [text, ...decodedStrings(text)].some((haystack) => forms.some((form) => haystack.toLowerCase().includes(form)));
 }

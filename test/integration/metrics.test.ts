@@ -18,10 +18,11 @@ test.after.always(postgres.stop);
 
 /** The metrics each function must expose, besides the process's own. */
 const EXPECTED: Record<string, string[]> = {
-  pingpong: ['http_server_request_duration_seconds', 'pingpong_pings_total', 'pingpong_statement_pings', 'pingpong_database_failures_total'],
-  'log-output': ['http_server_request_duration_seconds', 'log_output_pingpong_failures_total'],
+  pingpong: ['http_server_request_duration_seconds', 'function_cold_start_duration_seconds', 'pingpong_pings_total', 'pingpong_statement_pings', 'pingpong_database_failures_total'],
+  'log-output': ['http_server_request_duration_seconds', 'function_cold_start_duration_seconds', 'log_output_pingpong_failures_total'],
   'image-proxy': [
     'http_server_request_duration_seconds',
+    'function_cold_start_duration_seconds',
     'image_proxy_pixabay_requests_total',
     'image_proxy_cache_lookups_total',
     'image_proxy_pixabay_rate_limit_remaining',

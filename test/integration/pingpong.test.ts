@@ -1,5 +1,6 @@
 import test from 'ava';
 import { startFunction } from '../helpers/functions';
+import { readLog } from '../helpers/logs';
 import { startTestPostgres } from '../helpers/postgres';
 import { BUSY_MACHINE_SLACK_MS } from '../helpers/timing';
 
@@ -88,7 +89,9 @@ test('with Postgres stopped: 503 within 2 s with a reason, and recovery without 
   t.is(await (await fetch(`${pingpong.url}/pingpong`)).text(), 'pong 1', 'the failed pings were not counted');
   t.deepEqual(await (await fetch(`${pingpong.url}/pongs`)).json(), { pongs: 2 });
   t.is((await fetch(`${pingpong.url}/healthz`)).status, 200);
-  t.true(pingpong.output().includes('database unavailable'), 'the failure was logged');
+  const logged = readLog(pingpong.output()).entries.filter((entry) => entry.dependency === 'postgres').map((entry) => entry.event);
+  t.is(logged[0], 'dependency_failed', 'the failure was logged');
+  t.is(logged.at(-1), 'dependency_recovered', 'and the recovery');
 });
 
 test('a frozen database (connections open, nothing answering) still gets a 503 within 2 s', async (t) => {

@@ -2,14 +2,16 @@
  * The alert rules and the dashboard on a real Prometheus (Debian's), scraping the three functions every
  * second, with the configuration `npm run monitor` writes, while they serve traffic and their dependencies
  * fail: every expression must be valid PromQL and return data, and PingpongDatabaseUnavailable's must turn
- * true within a minute of Postgres stopping and false again once it is back. kube-state-metrics needs a
- * cluster, so a stand-in serves the backup CronJob's two series.
+ * true within a minute of Postgres stopping and false again once it is back. kube-state-metrics and Knative
+ * need a cluster, so stand-ins serve the backup CronJob's two series and Knative's metrics (queue-proxy's
+ * per function, labelled as the PodMonitor labels it; the activator's and the autoscaler's per revision).
  */
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { projectRoot } from '../../functions/shared/config';
 import { functionsJob, HOW_TO_INSTALL_PROMETHEUS, startPrometheus, writePrometheusConfig } from '../../scripts/prometheus';
 import { startFunction } from '../helpers/functions';
+import { fakeKnative } from '../helpers/fake-knative';
 import { fakeKubeStateMetrics } from '../helpers/kube-state-metrics';
 import { alertRules, asGrafanaSends, dashboard, dashboardQueries } from '../helpers/monitoring';
 import { fakePixabay } from '../helpers/pixabay';
@@ -35,10 +37,19 @@ withPrometheus('on a real Prometheus every alert and dashboard expression return
   const now = () => Date.now() / 1000;
   const ports = { pingpong: await freePort(), 'log-output': await freePort(), 'image-proxy': await freePort() };
   const kubeStateMetrics = await fakeKubeStateMetrics(t, { createdAt: now() - 30 * 24 * HOUR, lastSuccessAt: now() - 27 * HOUR });
+  const revisions = FUNCTIONS.map((service) => ({ service, revision: `${service}-00001`, namespace: 'exercises' }));
+  const [queueProxy, activator, autoscaler] = await Promise.all([fakeKnative(t, 'queue-proxy', revisions), fakeKnative(t, 'activator', revisions), fakeKnative(t, 'autoscaler', revisions)]);
   const dir = tempDir(t, 'prometheus-test-');
   const config = writePrometheusConfig(
     dir,
-    [functionsJob(ports, '127.0.0.1'), { name: 'kube-state-metrics', targets: [{ address: kubeStateMetrics.address, labels: {} }] }],
+    [
+      functionsJob(ports, '127.0.0.1'),
+      { name: 'kube-state-metrics', targets: [{ address: kubeStateMetrics.address, labels: {} }] },
+      // One queue-proxy per function's pod, labelled as monitoring/queue-proxy-podmonitor.yaml labels it.
+      { name: 'queue-proxy', targets: revisions.map(({ service, revision }) => ({ address: queueProxy, labels: { service, revision } })) },
+      { name: 'activator', targets: [{ address: activator, labels: {} }] },
+      { name: 'autoscaler', targets: [{ address: autoscaler, labels: {} }] },
+    ],
     '1s',
   );
   const prometheus = await startPrometheus(config, path.join(dir, 'data'), await freePort());
@@ -64,7 +75,7 @@ withPrometheus('on a real Prometheus every alert and dashboard expression return
     for (const url of [`${pingpong.url}/pingpong`, `${logOutput.url}/`, `${imageProxy.url}/api/images?q=sky`]) fetch(url).then((r) => r.arrayBuffer(), () => undefined);
   }, 100);
   t.teardown(() => clearInterval(steady));
-  await waitFor(t, promql, 'count(up == 1)', (r) => r[0]?.value[1] === '4', 30_000, 'all four targets scraped');
+  await waitFor(t, promql, 'count(up == 1)', (r) => r[0]?.value[1] === '9', 30_000, 'all nine targets scraped');
   const healthySince = Date.now();
   const rules = alertRules();
 
@@ -74,8 +85,10 @@ withPrometheus('on a real Prometheus every alert and dashboard expression return
   await Promise.all(
     dashboardQueries().map(({ panel, expr }) => {
       const sent = asGrafanaSends(expr, FUNCTIONS, RATE_INTERVAL);
-      // Where it filters by function, every function; rates need a second scrape.
-      const everyFunction = (r: Sample[]) => !expr.includes('$service') || FUNCTIONS.every((f) => r.some((s) => s.metric.service === f));
+      // Where it filters by function, every function (Knative's control plane names it kn_service_name, or only
+      // in its revisions' names); rates need a second scrape.
+      const isOf = (f: string, { metric }: Sample) => metric.service === f || metric.kn_service_name === f || metric.kn_revision_name?.startsWith(`${f}-`);
+      const everyFunction = (r: Sample[]) => !expr.includes('$service') || FUNCTIONS.every((f) => r.some((s) => isOf(f, s)));
       return waitFor(t, promql, sent, (r) => r.length > 0 && everyFunction(r), 15_000, `${panel}: data`);
     }),
   );

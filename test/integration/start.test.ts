@@ -59,7 +59,9 @@ test('npm run demo: the gallery shows the stand-in\'s images with a banner, the 
   t.deepEqual([...new Uint8Array(await image.arrayBuffer()).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], 'a PNG');
 
   const output = demo.output();
-  t.regex(output, /^image-proxy\| image-proxy: demo images, from a stand-in for Pixabay \(npm run demo\); for Pixabay's photos run API_KEY=<your key> npm start$/m);
+  // The function's JSON line (docs/logs.md), as the runner shows it to a person: its message, after the function's name.
+  t.regex(output, /^image-proxy\| demo images, from a stand-in for Pixabay \(npm run demo\); for Pixabay's photos run API_KEY=<your key> npm start$/m);
+  t.false(output.includes('{"severity"'), 'no JSON line is shown raw');
   t.true(output.includes(`image-proxy http://localhost:${env.IMAGE_PROXY_PORT}/ (demo images)`));
   t.true(output.includes('demo: API_KEY is set but not used; npm start uses it'));
   t.false(output.includes(shellKey), 'the key of the shell is never printed');

@@ -32,7 +32,11 @@ for (const manifest of manifests.filter((m) => isKnativeService(m.doc))) {
 }
 
 test('the variables a function reads are found in its code and in what it imports', (t) => {
-  const read = (target: string) => [...envVarsRead(path.join(projectRoot, 'functions', target, 'index.ts'))].sort();
+  // FUNCTION_TARGET and K_REVISION from functions/shared/log.ts: every log line names its function and revision.
+  const read = (target: string) => [...envVarsRead(path.join(projectRoot, 'functions', target, 'index.ts'))].filter((name) => name !== 'FUNCTION_TARGET' && name !== 'K_REVISION').sort();
+  for (const target of ['log-output', 'pingpong', 'image-proxy']) {
+    t.true(['FUNCTION_TARGET', 'K_REVISION'].every((name) => envVarsRead(path.join(projectRoot, 'functions', target, 'index.ts')).has(name)), target);
+  }
   t.deepEqual(read('log-output'), ['ENV_FILE', 'MESSAGE', 'PINGPONG_TIMEOUT_MS', 'PINGPONG_URL']);
   // DB_POOL_SIZE and DATABASE_URL from functions/shared/db.ts; the libpq variables because it uses postgres.js.
   t.deepEqual(read('pingpong'), ['DATABASE_URL', 'DB_POOL_SIZE', 'PGDATABASE', 'PGHOST', 'PGPASSWORD', 'PGPORT', 'PGUSER']);

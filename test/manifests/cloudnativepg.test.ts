@@ -28,12 +28,17 @@ import { testNeeding } from '../helpers/tools';
  * environments/production/kustomization.yaml, in a copy of `from` (by default the tree with production's
  * SealedSecrets sealed, as loadEnvironment renders it), so that the tree itself stays as it is deployed.
  */
-function renderProductionWithComponent(from = sealedRoot(), copy = tempDirForFile('cnpg-production-')): Manifest[] {
+function renderProductionWithComponent(
+  from = sealedRoot(),
+  copy = tempDirForFile('cnpg-production-'),
+  { component = true, patches = [] as Obj[] } = {},
+): Manifest[] {
   cpSync(from, copy, { recursive: true });
   const file = path.join(copy, 'environments', 'production', 'kustomization.yaml');
   const kustomization = parseDocument(readFileSync(file, 'utf8'));
-  const components = (kustomization.toJS() as Obj).components ?? [];
-  kustomization.set('components', [...components, `../../${COMPONENT_DIR}`]);
+  const { components = [], patches: own = [] } = kustomization.toJS() as Obj;
+  if (component) kustomization.set('components', [...components, `../../${COMPONENT_DIR}`]);
+  if (patches.length) kustomization.set('patches', [...own, ...patches]);
   writeFileSync(file, kustomization.toString());
   return renderKustomization('environments/production', copy);
 }
@@ -225,6 +230,21 @@ withPromtool('the Cluster\'s alert rules pass promtool check rules and their uni
   writeFileSync(path.join(dir, 'alert-rules.test.yaml'), wrong);
   const failing = spawnSync('promtool', ['test', 'rules', path.join(dir, 'alert-rules.test.yaml')], { encoding: 'utf8' });
   t.is(failing.status, 1, 'promtool passed a test that expects the wrong severity');
+});
+
+manifestTest("docs/cloudnativepg.md's switch: the patches that stop the counting take pingpong and its Canary away, before the option and with it", (t) => {
+  const docs = readFileSync(path.join(projectRoot, 'docs', 'cloudnativepg.md'), 'utf8');
+  const block = [...docs.matchAll(/```yaml\n([\s\S]*?)```/g)].map(([, yaml]) => yaml!).find((yaml) => yaml.includes('kind: Canary'));
+  if (!block) return t.fail('no patches deleting pingpong in docs/cloudnativepg.md');
+  const { patches } = parseYamlDocuments(block.replace(/^ {3}/gm, ''), 'docs/cloudnativepg.md')[0] as Obj;
+  for (const component of [false, true]) {
+    const rendered = renderProductionWithComponent(sealedRoot(), tempDir(t, 'cnpg-switch-'), { component, patches });
+    const left = rendered.filter(({ doc }) => doc.metadata?.name === 'pingpong' && ['Service', 'Canary'].includes(doc.kind)).map(({ doc }) => `${doc.kind}/${doc.metadata.name}`);
+    t.deepEqual(left, [], component ? 'steps 4 and 5, with the option' : 'steps 2 and 3, before it');
+    t.is(rendered.some(({ doc }) => isCloudNativePgCluster(doc)), component);
+    // What the page says: log-output still asks pingpong, and answers 503 naming it meanwhile. Nothing else refers to it.
+    t.deepEqual(referenceProblems(rendered), ['knative/log-output.yaml Service/log-output: /spec/template/spec/containers/0/env/1: pingpong.exercises.svc.cluster.local: no Service or Knative Service named "pingpong"']);
+  }
 });
 
 manifestTest('the patches test what they change: a base whose variables moved stops the render instead of patching the wrong one', (t) => {

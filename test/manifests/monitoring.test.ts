@@ -10,28 +10,38 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { parse, stringify } from 'yaml';
 import { alertRulesText, RULES_FILE_NAME } from '../../scripts/prometheus';
-import { assertCaught, isKnativeService, loadManifests, manifestTest, schemaProblems, type Obj } from '../helpers/manifests';
-import { alertRules, dashboard, dashboardQueries, DASHBOARD_FILE, podMonitorProblems, RULE_TESTS_FILE, ruleTests } from '../helpers/monitoring';
+import { KNATIVE_CONTROL_PLANE_PODS, KNATIVE_METRICS, KNATIVE_NAMESPACE, sampleNames, type KnativeComponent } from '../helpers/cluster-metrics';
+import { assertCaught, isKnativeService, loadManifests, manifestTest, NAMESPACE, podTemplates, renderKustomization, schemaProblems, type Obj } from '../helpers/manifests';
+import {
+  alertRules, dashboard, dashboardQueries, DASHBOARD_FILE, knativeMonitorProblems, knativePodLabels, KNATIVE_OBSERVABILITY, OBSERVABILITY_PATCH, podMonitorProblems, RULE_TESTS_FILE, ruleTests,
+  type KnativeMonitorExpectation,
+} from '../helpers/monitoring';
 import { tempDir } from '../helpers/temp';
 import { testNeeding } from '../helpers/tools';
 
 const manifests = loadManifests();
 const knativeServices = manifests.filter((m) => isKnativeService(m.doc)).map((m) => String(m.doc.metadata.name));
-/** What `kubectl apply -k monitoring/` makes (one of the DEPLOY_DIRS, so every manifest test sees it too). */
+/** What monitoring/ makes in production (which deploys it, so every manifest test sees it too). */
 const monitoring = () => manifests.filter((m) => m.file.startsWith('monitoring/'));
+/** What `kubectl apply -k monitoring/knative` makes, by hand once per cluster (no environment deploys it), with monitoring/'s. */
+const monitors = () => [...monitoring(), ...renderKustomization('monitoring/knative')];
 const withPromtool = testNeeding(['promtool'], 'apt-get install prometheus (it brings promtool)');
 
-const object = (kind: string, objects = monitoring()) => objects.find((m) => m.doc.kind === kind)!;
-/** The rendered objects with `change` made to the one of this kind. */
-const after = (kind: string, change: (doc: Obj) => void) => {
-  const copy = structuredClone(monitoring());
-  change(object(kind, copy).doc);
+/** The object of this kind and name; the functions' by default (there is one PrometheusRule, one ConfigMap and one PodMonitor of theirs). */
+const object = (kind: string, objects = monitors(), name = 'functions') => objects.find((m) => m.doc.kind === kind && (kind === 'ConfigMap' || m.doc.metadata.name === name))!;
+/** The rendered objects with `change` made to the one of this kind and name. */
+const after = (kind: string, change: (doc: Obj) => void, name = 'functions') => {
+  const copy = structuredClone(monitors());
+  change(object(kind, copy, name).doc);
   return copy;
 };
 
-manifestTest('kubectl apply -k monitoring/ makes the PodMonitor, the PrometheusRule and the dashboard, each valid against its schema', (t) => {
-  t.deepEqual(monitoring().map(({ doc }) => `${doc.kind}/${doc.metadata.name}`).sort(), ['ConfigMap/functions-dashboard', 'PodMonitor/functions', 'PrometheusRule/functions']);
-  t.deepEqual(monitoring().flatMap(schemaProblems), []);
+manifestTest('kubectl apply -k monitoring/ makes the PodMonitors, the PrometheusRule and the dashboard, and monitoring/knative the control plane\'s PodMonitors, each valid against its schema', (t) => {
+  const made = (dir: string) => renderKustomization(dir).map(({ doc }) => `${doc.metadata.namespace}/${doc.kind}/${doc.metadata.name}`).sort();
+  t.deepEqual(made('monitoring'), ['exercises/ConfigMap/functions-dashboard', 'exercises/PodMonitor/functions', 'exercises/PodMonitor/queue-proxy', 'exercises/PrometheusRule/functions']);
+  t.deepEqual(made('monitoring/knative'), ['knative-serving/PodMonitor/activator', 'knative-serving/PodMonitor/autoscaler']);
+  t.deepEqual(monitoring().map(({ doc }) => `${doc.metadata.namespace}/${doc.kind}/${doc.metadata.name}`).sort(), made('monitoring'), 'production deploys monitoring/ whole');
+  t.deepEqual(monitors().flatMap(schemaProblems), []);
 });
 
 manifestTest('a misspelt field or a malformed duration in the PodMonitor or the PrometheusRule is caught', (t) => {
@@ -65,6 +75,98 @@ manifestTest('the PodMonitor scrapes the pods Knative makes for every function, 
   assertCaught(t, problems((doc) => doc.spec.podMetricsEndpoints[0].relabelings.shift()), /relabelings: must copy the pod label serving\.knative\.dev\/service/);
   assertCaught(t, problems((doc) => (doc.spec.namespaceSelector = { matchNames: ['default'] })), /does not look in exercises/);
 });
+
+/** What each PodMonitor of Knative's metrics must do: scrape its pods on Knative's port, keep Knative's names and not our functions' histogram. */
+function knativeMonitorExpectations(): Record<string, KnativeMonitorExpectation> {
+  const services = manifests.filter((m) => isKnativeService(m.doc));
+  const ownDrops = sampleNames({ name: 'http_server_request_duration_seconds', type: 'histogram' });
+  const knativeNames = (component: KnativeComponent) => KNATIVE_METRICS.filter((m) => m.component === component && m.name.startsWith('kn_')).flatMap(sampleNames);
+  const controlPlane = (name: string) => ({
+    pods: [KNATIVE_CONTROL_PLANE_PODS[name]!.labels],
+    otherPods: Object.entries(KNATIVE_CONTROL_PLANE_PODS).filter(([other]) => other !== name).map(([other, { labels }]) => ({ name: other, labels })),
+    namespace: KNATIVE_NAMESPACE,
+    port: 'metrics',
+    labelsRevision: false,
+  });
+  return {
+    'queue-proxy': {
+      pods: services.map((service) => knativePodLabels(service.doc)),
+      otherPods: manifests.filter((m) => !isKnativeService(m.doc)).flatMap((m) => podTemplates(m.doc).map((pod) => ({ name: `${m.doc.kind}/${m.doc.metadata.name}`, labels: pod.labels }))),
+      namespace: NAMESPACE,
+      port: 'http-usermetric',
+      keeps: knativeNames('queue-proxy'),
+      // Under the service label the relabelling adds, queue-proxy's would be counted as our functions' own requests.
+      drops: ownDrops,
+      labelsRevision: true,
+    },
+    // The activator's request histogram shares our name but not our service label; it is how long requests took through it.
+    activator: { ...controlPlane('activator'), keeps: [...knativeNames('activator'), ...ownDrops], drops: ['go_memory_used_bytes', 'target_info'] },
+    autoscaler: { ...controlPlane('autoscaler'), keeps: knativeNames('autoscaler'), drops: ['go_memory_used_bytes', ...ownDrops] },
+  };
+}
+
+manifestTest("the PodMonitors of Knative's metrics: queue-proxy's beside every function, labelled as the functions are, and the activator's and autoscaler's in knative-serving", (t) => {
+  const expectations = knativeMonitorExpectations();
+  t.deepEqual(Object.keys(expectations).flatMap((name) => knativeMonitorProblems(object('PodMonitor', monitors(), name), expectations[name]!)), []);
+  const problems = (name: string, change: (doc: Obj) => void) => knativeMonitorProblems(object('PodMonitor', after('PodMonitor', change, name), name), expectations[name]!);
+  // 9090 beside the function is the autoscaler's feed of request counts, not Prometheus's.
+  assertCaught(t, problems('queue-proxy', (doc) => (doc.spec.podMetricsEndpoints[0].port = 'http-autometric')), /port: must be http-usermetric/);
+  assertCaught(t, problems('queue-proxy', (doc) => delete doc.spec.podMetricsEndpoints[0].metricRelabelings), /metricRelabelings: keeps http_server_request_duration_seconds_bucket/);
+  assertCaught(t, problems('queue-proxy', (doc) => (doc.spec.podMetricsEndpoints[0].metricRelabelings[0].regex = 'kn_serving_.*_bucket')), /metricRelabelings: drops kn_serving_invocation_duration_seconds_sum/);
+  assertCaught(t, problems('queue-proxy', (doc) => doc.spec.podMetricsEndpoints[0].relabelings.splice(1, 1)), /relabelings: must copy the pod labels/);
+  assertCaught(t, problems('queue-proxy', (doc) => (doc.spec.selector = {})), /also selects the pods of StatefulSet\/postgres/);
+  assertCaught(t, problems('activator', (doc) => (doc.spec.selector.matchLabels = { 'app.kubernetes.io/name': 'knative-serving' })), /also selects the pods of autoscaler/);
+  assertCaught(t, problems('activator', (doc) => (doc.spec.podMetricsEndpoints[0].metricRelabelings[0].regex = 'kn_.*')), /drops http_server_request_duration_seconds_bucket/);
+  assertCaught(t, problems('autoscaler', (doc) => (doc.spec.selector.matchLabels.app = 'autoscaler-hpa')), /does not select the pods .*"app":"autoscaler"/);
+  assertCaught(t, problems('autoscaler', (doc) => (doc.spec.namespaceSelector = { matchNames: [NAMESPACE] })), /does not look in knative-serving/);
+  // Applied with the functions' kustomization, it would look for Knative's pods among the functions'.
+  assertCaught(t, problems('autoscaler', (doc) => (doc.metadata.namespace = NAMESPACE)), /does not look in knative-serving/);
+});
+
+manifestTest('the config-observability patch, applied as the docs say to the ConfigMap Knative installs, turns on the prometheus protocol for the control plane and queue-proxy, in keys Knative reads', (t) => {
+  const patched = patchObservability(t, readFileSync(OBSERVABILITY_PATCH, 'utf8'));
+  t.deepEqual(schemaProblems({ file: 'monitoring/knative/config-observability-patch.yaml', doc: patched }), []);
+  const installed = parse(readFileSync(KNATIVE_OBSERVABILITY, 'utf8')) as Obj;
+  const changed = Object.keys(patched.data).filter((key) => patched.data[key] !== installed.data[key]);
+  t.deepEqual(changed.sort(), ['metrics-protocol', 'request-metrics-protocol']);
+  t.is(patched.data['metrics-protocol'], 'prometheus');
+  t.is(patched.data['request-metrics-protocol'], 'prometheus');
+  t.is(patched.data._example, installed.data._example, 'Knative\'s example block is left as it is');
+  t.deepEqual(observabilityProblems(patched), []);
+  // A key misspelt is a key Knative never reads: nothing would turn on, and nothing would say so.
+  const misspelt = patchObservability(t, 'data:\n  request-metric-protocol: prometheus\n');
+  assertCaught(t, observabilityProblems(misspelt), /request-metric-protocol: not a key Knative reads/);
+  assertCaught(t, observabilityProblems(patchObservability(t, 'data:\n  metrics-protocol: otlp\n')), /metrics-protocol: otlp is not one of none, prometheus, http\/protobuf, grpc/);
+  assertCaught(t, observabilityProblems(patchObservability(t, 'data:\n  request-metrics-protocol: http/protobuf\n')), /request-metrics-endpoint: needed with http\/protobuf/);
+});
+
+/** `kubectl patch --local` of Knative's own config-observability with `patch`, as the docs' command applies it in the cluster. */
+function patchObservability(t: ExecutionContext, patch: string): Obj {
+  const file = path.join(tempDir(t, 'observability-'), 'patch.yaml');
+  writeFileSync(file, patch);
+  const run = spawnSync('kubectl', ['patch', '--local', '-f', KNATIVE_OBSERVABILITY, '--type', 'merge', '--patch-file', file, '-o', 'yaml'], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`kubectl patch --local failed: ${run.stderr}`);
+  return parse(run.stdout) as Obj;
+}
+
+/**
+ * What Knative would make of config-observability's metrics settings (knative.dev/pkg observability/metrics
+ * config.go): the keys must be ones its example block documents, the protocols ones it knows, and OTLP needs an endpoint.
+ */
+function observabilityProblems(configMap: Obj): string[] {
+  const known = new Set([...String(configMap.data._example).matchAll(/^ {0,4}([a-z][\w.-]*):/gm)].map((m) => m[1]!));
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(configMap.data as Record<string, string>)) {
+    if (key !== '_example' && !known.has(key)) problems.push(`/data/${key}: not a key Knative reads`);
+    if (key.endsWith('metrics-protocol')) {
+      if (!['none', 'prometheus', 'http/protobuf', 'grpc'].includes(value)) problems.push(`/data/${key}: ${value} is not one of none, prometheus, http/protobuf, grpc`);
+      const endpoint = key.replace('protocol', 'endpoint');
+      if (['http/protobuf', 'grpc'].includes(value) && !configMap.data[endpoint]) problems.push(`/data/${endpoint}: needed with ${value}`);
+      if (value === 'none' && configMap.data[endpoint]) problems.push(`/data/${endpoint}: must not be set with none`);
+    }
+  }
+  return problems;
+}
 
 test('the alerts the issue names, each with a severity, a summary and a description, and promtool cases that see it fire and not fire', (t) => {
   const rules = alertRules();
@@ -119,6 +221,9 @@ test('the dashboard: its data source is a variable, as in kube-prometheus-stack\
     'pingpong_pings_total', 'http_server_request_duration_seconds_bucket', 'http_response_status_code=~"5.."', 'pingpong_database_failures_total',
     'pingpong_statement_pings', 'image_proxy_pixabay_requests_total', 'image_proxy_cache_lookups_total', 'image_proxy_pixabay_rate_limit_remaining',
     'process_resident_memory_bytes', 'kube_cronjob_status_last_successful_time',
+    // Knative's (issue 19): request time in the pod and through the activator, requests waiting there, pods desired and ready.
+    'kn_serving_invocation_duration_seconds_bucket', 'http_server_request_duration_seconds_bucket{kn_service_name', 'kn_revision_request_queued',
+    'kn_revision_pods_desired', 'kn_revision_pods_count', 'function_cold_start_duration_seconds',
   ]) {
     t.true(queried.includes(metric), `no panel shows ${metric}`);
   }

@@ -31,11 +31,12 @@ const FUNCTIONS = ['ResourceQuota/exercises-quota', 'LimitRange/container-defaul
 const PREPULL = 'DaemonSet/image-prepull';
 const POSTGRES = ['StatefulSet/postgres', 'Service/postgres'];
 const BACKUPS = ['CronJob/postgres-backup', 'PersistentVolumeClaim/postgres-backups', 'ConfigMap/postgres-backup-scripts'];
-const MONITORING = ['PodMonitor/functions', 'PrometheusRule/functions', 'ConfigMap/functions-dashboard'];
+const MONITORING = ['PodMonitor/functions', 'PodMonitor/queue-proxy', 'PrometheusRule/functions', 'ConfigMap/functions-dashboard'];
+const CANARIES = ['Canary/pingpong', 'Canary/image-proxy', 'MetricTemplate/revision-error-ratio', 'MetricTemplate/revision-latency-p99', 'MetricTemplate/revision-cpu-usage'];
 
 manifestTest('each environment gets what it needs: production everything, staging no backups and no monitoring, dev no pre-pull and its Secrets from the hook', (t) => {
   t.deepEqual(names(loadEnvironment('production')), [
-    'Namespace/exercises', ...FUNCTIONS, PREPULL, ...POSTGRES, ...BACKUPS, ...MONITORING, 'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials',
+    'Namespace/exercises', ...FUNCTIONS, PREPULL, ...POSTGRES, ...BACKUPS, ...MONITORING, ...CANARIES, 'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials',
   ].sort());
   t.deepEqual(names(loadEnvironment('staging')), ['Namespace/exercises-staging', ...FUNCTIONS, PREPULL, ...POSTGRES, 'SealedSecret/pixabay-apikey', 'SealedSecret/postgres-credentials'].sort());
   t.deepEqual(names(loadEnvironment('dev')), ['Namespace/exercises', ...FUNCTIONS, ...POSTGRES, ...BACKUPS, 'Secret/pixabay-apikey', 'Secret/postgres-credentials'].sort());
