@@ -18,7 +18,7 @@ import { ObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectM
 import { DaemonSet, Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service } from 'kubernetes-models/v1';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, parseDocument } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
 import { readEnvironment } from '../../scripts/environments';
 import { SECRET_KEYS, sealedSecretYaml } from '../../scripts/sealed-secret';
@@ -116,6 +116,29 @@ export function sealedRoot(): string {
   }
   return (sealed = root);
 }
+/**
+ * An environment as loadEnvironment renders it, with `components` (folders from the tree's root, such as
+ * db/cloudnativepg) added to its overlay's `components:` and `patches` to its `patches:`, in a copy of the
+ * sealed tree (or of `from`, a tree like it) made for this call and removed at exit: an option as an overlay
+ * that selects it deploys it.
+ */
+export function loadEnvironmentWith(
+  name: (typeof SEALED_ENVIRONMENTS)[number],
+  { components = [] as string[], patches = [] as Obj[], from = sealedRoot() } = {},
+): Manifest[] {
+  if (kubectlMissing) return [];
+  const root = mkdtempSync(path.join(tmpdir(), 'environment-'));
+  process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+  cpSync(from, root, { recursive: true });
+  const file = path.join(root, 'environments', name, 'kustomization.yaml');
+  const kustomization = parseDocument(readFileSync(file, 'utf8'));
+  const own = kustomization.toJS() as Obj;
+  if (components.length) kustomization.set('components', [...(own.components ?? []), ...components.map((dir) => `../../${dir}`)]);
+  if (patches.length) kustomization.set('patches', [...(own.patches ?? []), ...patches]);
+  writeFileSync(file, kustomization.toString());
+  return renderKustomization(`environments/${name}`, root);
+}
+
 /** The environments whose Secrets are sealed; dev's come from .env. */
 export const SEALED_ENVIRONMENTS = ['staging', 'production'] as const;
 /** Every folder a kustomization of ours reads from. */

@@ -8,42 +8,22 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { parseDocument } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
 import { alertRulesText } from '../../scripts/prometheus';
 import { postgresProblems } from '../helpers/cluster-agreement';
 import { argoProblems } from '../helpers/delivery';
 import { APP_SECRET_KEYS, clusterProblems, COMPONENT_DIR, instancePodLabels, instancePodSpec, isCloudNativePgCluster } from '../helpers/cloudnativepg';
 import {
-  assertCaught, kubectlProblem, loadEnvironment, loadManifests, manifestTest, parseYamlDocuments, podTemplates, referenceProblems, renderKustomization, schemaProblems, sealedRoot,
+  assertCaught, loadEnvironment, loadEnvironmentWith, loadManifests, manifestTest, parseYamlDocuments, podTemplates, referenceProblems, renderKustomization, schemaProblems, sealedRoot,
   type Manifest, type Obj,
 } from '../helpers/manifests';
 import { selectorMatches } from '../helpers/monitoring';
 import { containerLimits, COUNTED, parseQuantity, podAmounts, quotaProblems, restoreOneLiners, worstMoment, worstMomentTable, type Counted } from '../helpers/resources';
-import { tempDir, tempDirForFile } from '../helpers/temp';
+import { tempDir } from '../helpers/temp';
 import { testNeeding } from '../helpers/tools';
 
-/**
- * Production with the option selected as docs/cloudnativepg.md says, `components: [../../db/cloudnativepg]` in
- * environments/production/kustomization.yaml, in a copy of `from` (by default the tree with production's
- * SealedSecrets sealed, as loadEnvironment renders it), so that the tree itself stays as it is deployed.
- */
-function renderProductionWithComponent(
-  from = sealedRoot(),
-  copy = tempDirForFile('cnpg-production-'),
-  { component = true, patches = [] as Obj[] } = {},
-): Manifest[] {
-  cpSync(from, copy, { recursive: true });
-  const file = path.join(copy, 'environments', 'production', 'kustomization.yaml');
-  const kustomization = parseDocument(readFileSync(file, 'utf8'));
-  const { components = [], patches: own = [] } = kustomization.toJS() as Obj;
-  if (component) kustomization.set('components', [...components, `../../${COMPONENT_DIR}`]);
-  if (patches.length) kustomization.set('patches', [...own, ...patches]);
-  writeFileSync(file, kustomization.toString());
-  return renderKustomization('environments/production', copy);
-}
-
-const manifests = kubectlProblem() ? [] : renderProductionWithComponent();
+/** Production with the option selected, as docs/cloudnativepg.md says: db/cloudnativepg among its `components:`. */
+const manifests = loadEnvironmentWith('production', { components: [COMPONENT_DIR] });
 const find = (kind: string, name: string, from = manifests): Obj => from.find((m) => m.doc.kind === kind && m.doc.metadata?.name === name)?.doc as Obj;
 /** `manifests` with `change` made to a copy of the object of that kind and name. */
 const after = (kind: string, name: string, change: (doc: Obj) => void) => {
@@ -238,7 +218,7 @@ manifestTest("docs/cloudnativepg.md's switch: the patches that stop the counting
   if (!block) return t.fail('no patches deleting pingpong in docs/cloudnativepg.md');
   const { patches } = parseYamlDocuments(block.replace(/^ {3}/gm, ''), 'docs/cloudnativepg.md')[0] as Obj;
   for (const component of [false, true]) {
-    const rendered = renderProductionWithComponent(sealedRoot(), tempDir(t, 'cnpg-switch-'), { component, patches });
+    const rendered = loadEnvironmentWith('production', { components: component ? [COMPONENT_DIR] : [], patches });
     const left = rendered.filter(({ doc }) => doc.metadata?.name === 'pingpong' && ['Service', 'Canary'].includes(doc.kind)).map(({ doc }) => `${doc.kind}/${doc.metadata.name}`);
     t.deepEqual(left, [], component ? 'steps 4 and 5, with the option' : 'steps 2 and 3, before it');
     t.is(rendered.some(({ doc }) => isCloudNativePgCluster(doc)), component);
@@ -255,5 +235,5 @@ manifestTest('the patches test what they change: a base whose variables moved st
   const reordered = original.replace(/( *)- name: PGHOST\n\1  value: (\S+)\n( *- name: DB_POOL_SIZE\n *value: "5"\n)/, '$3$1- name: PGHOST\n$1  value: $2\n');
   t.not(reordered, original, 'PGHOST and DB_POOL_SIZE swapped places');
   writeFileSync(pingpong, reordered);
-  t.throws(() => renderProductionWithComponent(root, tempDir(t, 'cnpg-production-')), { message: /testing value \/spec\/template\/spec\/containers\/0\/env\/1\/name failed/ });
+  t.throws(() => loadEnvironmentWith('production', { components: [COMPONENT_DIR], from: root }), { message: /testing value \/spec\/template\/spec\/containers\/0\/env\/1\/name failed/ });
 });
