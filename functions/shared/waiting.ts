@@ -20,7 +20,7 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Pro
  *
  * No call waits longer than `deadlineMs`: the batch's first caller starts one timer for the whole batch,
  * and when it fires every caller of that batch still waiting gets `TimeoutError` (the later callers at
- * most one batch-time early). One timer per batch rather than per call, because functions-framework runs
+ * most one batch-time early), and a batch still gathering is dropped unrun. One timer per batch rather than per call, because functions-framework runs
  * each request in a domain, which makes every timer and promise on the hot path cost async-hook work.
  */
 export function gatherWhileBusy<T>(
@@ -38,7 +38,12 @@ export function gatherWhileBusy<T>(
   function startBatch(): Batch {
     const batch: Batch = { waiters: [], timer: undefined! };
     const timeout = new TimeoutError(`${what} did not answer within ${deadlineMs} ms`);
-    batch.timer = setTimeout(() => batch.waiters.forEach((waiter) => waiter.reject(timeout)), deadlineMs).unref();
+    batch.timer = setTimeout(() => {
+      batch.waiters.forEach((waiter) => waiter.reject(timeout));
+      // Still waiting behind a batch in flight: nobody is left to run it for, and a later call must start a
+      // batch (and a deadline) of its own rather than join one whose deadline has passed.
+      if (gathering === batch) gathering = undefined;
+    }, deadlineMs).unref();
     return batch;
   }
 

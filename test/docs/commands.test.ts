@@ -10,19 +10,22 @@ import {
   checkedCommands, commandProblems, crdsIn, documentedOverlays, gatherCreated, kubectlHelpFromBinary, kustomizationDirs, pageCommands, resourceTypes, shellCommands,
   type DocsContext,
 } from '../helpers/docs-commands';
-import { ENVIRONMENTS, loadEnvironment, manifestTest as test, renderKustomization, SCHEMAS_DIR, type Manifest } from '../helpers/manifests';
+import { COMPONENT_DIR as CLOUDNATIVEPG } from '../helpers/cloudnativepg';
+import { ENVIRONMENTS, loadEnvironment, loadEnvironmentWith, manifestTest as test, renderKustomization, SCHEMAS_DIR, type Manifest } from '../helpers/manifests';
 
 const read = (file: string) => readFileSync(path.join(projectRoot, file), 'utf8');
 const pages = ['README.md', ...readdirSync(path.join(projectRoot, 'docs')).filter((file) => file.endsWith('.md')).sort().map((file) => `docs/${file}`)];
 
 /**
  * Every object the tree's kustomizations render: each environment as the cluster gets it (staging's and
- * production's Secrets sealed for a throw-away key, dev's hook included), every other folder as it is.
+ * production's Secrets sealed for a throw-away key, dev's hook included), production with the CloudNativePG
+ * option its overlay names, every other folder as it is.
  */
 function renderedTree(dirs: string[]): Manifest[] {
   const environments = ENVIRONMENTS.map((name) => `environments/${name}`);
   return [
     ...ENVIRONMENTS.flatMap((name) => loadEnvironment(name)),
+    ...loadEnvironmentWith('production', { components: [CLOUDNATIVEPG] }),
     ...dirs.filter((dir) => !environments.some((environment) => dir === environment || dir.startsWith(`${environment}/`))).flatMap((dir) => renderKustomization(dir)),
   ];
 }

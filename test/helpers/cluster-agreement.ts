@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
+import { isCloudNativePgCluster } from './cloudnativepg';
 import { containers, isKnativeService, label, podTemplates, scaleBounds, type Manifest, type Obj } from './manifests';
 
 // ---------------------------------------------------------------------------------------------------
@@ -209,32 +210,21 @@ export function imageTag(image: string | undefined): string | undefined {
 /**
  * Postgres as the functions need it: a pinned image whose data lands on the volume, an explicit
  * max_connections that pingpong's pods cannot exhaust even during a rollout, and a backup job that
- * runs the very same image (so pg_dump matches the server).
+ * runs the very same image (so pg_dump matches the server). The server is db/'s StatefulSet, or a
+ * CloudNativePG Cluster in its place (db/cloudnativepg/), whose volumes and probes are the operator's.
  */
 export function postgresProblems(manifests: Manifest[]): string[] {
   const problems: string[] = [];
   const report = (manifest: Manifest, at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
-  const found = postgresStatefulSets(manifests);
-  if (found.length !== 1) return [`db/: expected one Postgres StatefulSet, found ${found.length}`];
-  const [{ manifest, at, container }] = found as [(typeof found)[number]];
-
-  const tag = imageTag(container.image);
-  const major = Number(/^(\d+)/.exec(tag ?? '')?.[1]);
-  if (!tag || tag === 'latest' || !major) report(manifest, `${at}/image`, `pin a version tag, got ${container.image}`);
-  // Version 18 moved PGDATA to /var/lib/postgresql/<major>/docker and the image's VOLUME to /var/lib/postgresql.
-  const dataDir = major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data';
-  const claims = new Set(((manifest.doc.spec?.volumeClaimTemplates ?? []) as Obj[]).map((c) => c.metadata?.name));
-  const dataMount = ((container.volumeMounts ?? []) as Obj[]).find((m) => claims.has(m.name));
-  if (dataMount?.mountPath !== dataDir) {
-    report(manifest, `${at}/volumeMounts`, `${container.image} keeps its data under ${dataDir}: mount a volumeClaimTemplate there (found ${dataMount?.mountPath ?? 'none'})`);
+  const statefulSets = postgresStatefulSets(manifests);
+  const clusters = manifests.filter((m) => isCloudNativePgCluster(m.doc));
+  if (statefulSets.length + clusters.length !== 1) {
+    return [`db/: expected one Postgres server (a StatefulSet or a CloudNativePG Cluster), found ${statefulSets.length} StatefulSet(s) and ${clusters.length} Cluster(s)`];
   }
-  for (const probe of ['readinessProbe', 'livenessProbe']) {
-    if (!JSON.stringify(container[probe]?.exec?.command ?? '').includes('pg_isready')) report(manifest, `${at}/${probe}`, 'must run pg_isready');
-  }
+  const server = statefulSets.length ? statefulSetServer(statefulSets[0]!, report) : clusterServer(clusters[0]!, report);
 
-  const args = ((container.args ?? []) as string[]).join(' ');
-  const maxConnections = Number(/max_connections=(\d+)/.exec(args)?.[1]);
-  if (!maxConnections) report(manifest, `${at}/args`, 'set max_connections explicitly ("-c", "max_connections=N"): pool sizes are checked against it');
+  const maxConnections = server.maxConnections;
+  if (!maxConnections) report(server.manifest, server.maxConnectionsAt, `set max_connections explicitly (${server.howToSet}): pool sizes are checked against it`);
   for (const service of manifests.filter((m) => isKnativeService(m.doc))) {
     const env: Obj[] = service.doc.spec?.template?.spec?.containers?.[0]?.env ?? [];
     if (!env.some((v) => v.name === 'PGHOST')) continue;
@@ -251,11 +241,58 @@ export function postgresProblems(manifests: Manifest[]): string[] {
   for (const job of manifests.filter((m) => m.doc.kind === 'CronJob' && m.file.startsWith('db/'))) {
     for (const pod of podTemplates(job.doc)) {
       for (const { at: where, container: c } of containers(pod)) {
-        if (c.image !== container.image) report(job, `${where}/image`, `must be the Postgres StatefulSet's image ${container.image}, got ${c.image}`);
+        if (c.image !== server.image) report(job, `${where}/image`, `must be the Postgres ${server.manifest.doc.kind}'s image ${server.image}, got ${c.image}`);
       }
     }
   }
   return problems;
+}
+
+interface PostgresServer {
+  manifest: Manifest;
+  image: string;
+  maxConnections: number;
+  maxConnectionsAt: string;
+  howToSet: string;
+}
+type Report = (manifest: Manifest, at: string, message: string) => void;
+
+function statefulSetServer({ manifest, at, container }: ReturnType<typeof postgresStatefulSets>[number], report: Report): PostgresServer {
+  const tag = imageTag(container.image);
+  const major = Number(/^(\d+)/.exec(tag ?? '')?.[1]);
+  if (!tag || tag === 'latest' || !major) report(manifest, `${at}/image`, `pin a version tag, got ${container.image}`);
+  // Version 18 moved PGDATA to /var/lib/postgresql/<major>/docker and the image's VOLUME to /var/lib/postgresql.
+  const dataDir = major >= 18 ? '/var/lib/postgresql' : '/var/lib/postgresql/data';
+  const claims = new Set(((manifest.doc.spec?.volumeClaimTemplates ?? []) as Obj[]).map((c) => c.metadata?.name));
+  const dataMount = ((container.volumeMounts ?? []) as Obj[]).find((m) => claims.has(m.name));
+  if (dataMount?.mountPath !== dataDir) {
+    report(manifest, `${at}/volumeMounts`, `${container.image} keeps its data under ${dataDir}: mount a volumeClaimTemplate there (found ${dataMount?.mountPath ?? 'none'})`);
+  }
+  for (const probe of ['readinessProbe', 'livenessProbe']) {
+    if (!JSON.stringify(container[probe]?.exec?.command ?? '').includes('pg_isready')) report(manifest, `${at}/${probe}`, 'must run pg_isready');
+  }
+  const args = ((container.args ?? []) as string[]).join(' ');
+  return {
+    manifest,
+    image: container.image,
+    maxConnections: Number(/max_connections=(\d+)/.exec(args)?.[1]),
+    maxConnectionsAt: `${at}/args`,
+    howToSet: '"-c", "max_connections=N"',
+  };
+}
+
+/** The primary's max_connections is what pingpong's pools share: they reach it alone, through `<cluster>-rw`. */
+function clusterServer(manifest: Manifest, report: Report): PostgresServer {
+  const image = String(manifest.doc.spec?.imageName ?? '');
+  const tag = imageTag(image);
+  if (!tag || tag === 'latest') report(manifest, '/spec/imageName', `pin a version tag, got ${image || 'the operator\'s default'}`);
+  return {
+    manifest,
+    image,
+    maxConnections: Number(manifest.doc.spec?.postgresql?.parameters?.max_connections),
+    maxConnectionsAt: '/spec/postgresql/parameters',
+    howToSet: 'max_connections: "N"',
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -90,6 +90,12 @@ export const OTHER_EXPORTERS_METRICS: readonly ExportedMetric[] = [
   // Prometheus's own series for every target it scrapes, with the target's labels: the canary's CPU template
   // takes each pod's revision from our scrapes' `up`.
   { name: 'up', type: 'gauge', labels: ['job', 'instance'], source: 'Prometheus, scrape/scrape.go (the synthetic series of every scrape)' },
+  // CloudNativePG's exporter in every instance of the Cluster (db/cloudnativepg/): its alert rules. The
+  // pg_replication ones come from the default monitoring query of that name, one series per column.
+  { name: 'cnpg_pg_replication_lag', type: 'gauge', labels: [], source: 'cloudnative-pg v1.30.0 config/manager/default-monitoring.yaml (pg_replication)' },
+  { name: 'cnpg_pg_replication_in_recovery', type: 'gauge', labels: [], source: 'cloudnative-pg v1.30.0 config/manager/default-monitoring.yaml (pg_replication)' },
+  { name: 'cnpg_pg_replication_streaming_replicas', type: 'gauge', labels: [], source: 'cloudnative-pg v1.30.0 config/manager/default-monitoring.yaml (pg_replication)' },
+  { name: 'cnpg_collector_sync_replicas', type: 'gauge', labels: ['value'], source: 'cloudnative-pg v1.30.0 pkg/management/postgres/webserver/metricserver/pg_collector.go' },
 ];
 
 /** The names a metric's samples have: a histogram's three series, anything else its own name. */

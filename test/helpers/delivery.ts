@@ -187,7 +187,8 @@ export const KNATIVE_SERVICE_FIELDS_OWNED_ELSEWHERE = [
 
 /** Argo CD's sync option annotation on the objects that hold data: never pruned, never deleted with the Application. */
 export const KEEPS_DATA = ['Prune=false', 'Delete=false'];
-const HOLDS_DATA = ['Namespace', 'StatefulSet', 'PersistentVolumeClaim'];
+// A CloudNativePG Cluster owns its instances' volumes: deleting it deletes them (db/cloudnativepg/).
+const HOLDS_DATA = ['Namespace', 'StatefulSet', 'PersistentVolumeClaim', 'Cluster'];
 
 /**
  * The Argo CD objects against the tree and each other: each Application deploys an environment folder that

@@ -18,11 +18,11 @@
  *   namespaces the project makes (a Namespace in the manifests) every named object (`TYPE NAME`, `TYPE/NAME`, a pod for exec and logs), every
  *   `-l key=value` and every `-c container` must be one the rendered manifests define, or one that what
  *   they define makes (a StatefulSet's pods, a SealedSecret's Secret, a Knative Service's revisions,
- *   Service and pod labels), or one a documented command creates (`kubectl create job`, `kubectl run`).
+ *   Service and pod labels, a CloudNativePG Cluster's pod labels), or one a documented command creates (`kubectl create job`, `kubectl run`).
  * - `kn`: `-n` as above; `kn service <verb> NAME` and `kn revision ... -s NAME` name a Knative Service;
  *   revisions in `--traffic` and `--tag` are that Service's (`<service>-NNNNN`) or `@latest`.
  *
- * Not covered: `kn`'s flags (kn is not installed here), objects in namespaces the project does not make
+ * Not covered: `kn`'s flags (kn is not installed here), kubectl plugins (KUBECTL_PLUGINS, not installed either), objects in namespaces the project does not make
  * (others' installs make them, and their objects; the project's own objects there are not checked either), URLs (never fetched), words with a placeholder
  * (`<commit>`), a `...` or a shell expansion (`$(...)`), what follows `--` (the container's own command),
  * values inside JSON or YAML given to a flag, whether an object really is of the kind a `TYPE` names when
@@ -32,6 +32,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
+import { instancePodLabels, instances, isCloudNativePgCluster } from './cloudnativepg';
 import { podTemplates, type Manifest, type Obj } from './manifests';
 
 // ---------------------------------------------------------------------------------------------------
@@ -252,6 +253,8 @@ export const EXTERNAL_NAMESPACES = ['kube-system', 'knative-serving', 'kourier-s
 
 /** Knative's own pod sidecar, in every function's pod. */
 const KNATIVE_CONTAINERS = ['queue-proxy'];
+/** kubectl plugins a page may use, which are not installed here: `kubectl cnpg` (CloudNativePG's, docs/cloudnativepg.md). */
+const KUBECTL_PLUGINS = ['cnpg'];
 
 /**
  * Kubernetes' built-in kinds the docs may name, with kubectl's names for them (`kubectl api-resources`);
@@ -489,6 +492,7 @@ const TYPE_NAME_VERBS = ['get', 'describe', 'delete', 'edit', 'patch', 'wait', '
 const POD_VERBS = ['logs', 'exec', 'attach', 'port-forward', 'cp'];
 
 function kubectlProblems(args: string[], context: DocsContext): string[] {
+  if (KUBECTL_PLUGINS.includes(args.find((word) => !word.startsWith('-')) ?? '')) return [];
   const parsed = parseKubectl(args, context);
   const problems = [...parsed.problems];
   const { flags, positional, subcommand } = parsed;
@@ -614,6 +618,8 @@ function labelExists(key: string, value: string | undefined, context: DocsContex
   const labelSets: Array<Record<string, string>> = [
     ...docs.map((doc) => doc.metadata?.labels ?? {}),
     ...docs.flatMap((doc) => podTemplates(doc).map((pod) => pod.labels)),
+    // The labels CloudNativePG puts on a Cluster's instances.
+    ...docs.filter(isCloudNativePgCluster).flatMap((cluster) => Array.from({ length: instances(cluster) }, (_, i) => instancePodLabels(cluster, i + 1))),
   ];
   const knative = docs.filter((doc) => doc.apiVersion === 'serving.knative.dev/v1' && doc.kind === 'Service').map((doc) => doc.metadata.name as string);
   const knativeLabels: Record<string, RegExp[]> = {

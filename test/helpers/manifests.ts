@@ -18,10 +18,11 @@ import { ObjectMeta } from '@kubernetes-models/apimachinery/apis/meta/v1/ObjectM
 import { DaemonSet, Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service } from 'kubernetes-models/v1';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, parseDocument } from 'yaml';
 import { projectRoot } from '../../functions/shared/config';
 import { readEnvironment } from '../../scripts/environments';
 import { SECRET_KEYS, sealedSecretYaml } from '../../scripts/sealed-secret';
+import { operatorMadeObjects } from './cloudnativepg';
 import { testUnless } from './tools';
 
 // Parsed YAML: the checks walk it freely and report what they do not find.
@@ -115,6 +116,29 @@ export function sealedRoot(): string {
   }
   return (sealed = root);
 }
+/**
+ * An environment as loadEnvironment renders it, with `components` (folders from the tree's root, such as
+ * db/cloudnativepg) added to its overlay's `components:` and `patches` to its `patches:`, in a copy of the
+ * sealed tree (or of `from`, a tree like it) made for this call and removed at exit: an option as an overlay
+ * that selects it deploys it.
+ */
+export function loadEnvironmentWith(
+  name: (typeof SEALED_ENVIRONMENTS)[number],
+  { components = [] as string[], patches = [] as Obj[], from = sealedRoot() } = {},
+): Manifest[] {
+  if (kubectlMissing) return [];
+  const root = mkdtempSync(path.join(tmpdir(), 'environment-'));
+  process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+  cpSync(from, root, { recursive: true });
+  const file = path.join(root, 'environments', name, 'kustomization.yaml');
+  const kustomization = parseDocument(readFileSync(file, 'utf8'));
+  const own = kustomization.toJS() as Obj;
+  if (components.length) kustomization.set('components', [...(own.components ?? []), ...components.map((dir) => `../../${dir}`)]);
+  if (patches.length) kustomization.set('patches', [...(own.patches ?? []), ...patches]);
+  writeFileSync(file, kustomization.toString());
+  return renderKustomization(`environments/${name}`, root);
+}
+
 /** The environments whose Secrets are sealed; dev's come from .env. */
 export const SEALED_ENVIRONMENTS = ['staging', 'production'] as const;
 /** Every folder a kustomization of ours reads from. */
@@ -194,19 +218,28 @@ export function kustomize(dir: string): string {
   return run.stdout;
 }
 
-/** The YAML files under MANIFEST_DIRS, kustomize's own left out: each should be deployed. */
+/**
+ * The YAML files under MANIFEST_DIRS, kustomize's own and promtool's tests (`*.test.yaml`) left out: each
+ * should be deployed. A kustomize Component's folder is left out too: an overlay deploys it by choice
+ * (its own test renders it).
+ */
 export function manifestFiles(root = projectRoot): string[] {
   const found: string[] = [];
   const walk = (dir: string) => {
-    if (!existsSync(path.join(root, dir))) return;
+    if (!existsSync(path.join(root, dir)) || isComponent(path.join(root, dir))) return;
     for (const name of readdirSync(path.join(root, dir)).sort()) {
       const file = path.posix.join(dir, name);
       if (statSync(path.join(root, file)).isDirectory()) walk(file);
-      else if (/\.ya?ml$/.test(name) && !KUSTOMIZE_FILES.includes(name)) found.push(file);
+      else if (/\.ya?ml$/.test(name) && !/\.test\.ya?ml$/.test(name) && !KUSTOMIZE_FILES.includes(name)) found.push(file);
     }
   };
   MANIFEST_DIRS.forEach(walk);
   return found;
+}
+
+function isComponent(dir: string): boolean {
+  const file = path.join(dir, 'kustomization.yaml');
+  return existsSync(file) && (parse(readFileSync(file, 'utf8')) as Obj | null)?.kind === 'Component';
 }
 
 /** Manifest files that no object of `manifests` came from: left out of every kustomization. */
@@ -444,6 +477,8 @@ const CRD_SCHEMAS = new Map([
   ['argoproj.io/v1alpha1/AppProject', 'argocd-appproject-crd.yaml'],
   ['flagger.app/v1beta1/Canary', 'flagger-crds.yaml'],
   ['flagger.app/v1beta1/MetricTemplate', 'flagger-crds.yaml'],
+  ['postgresql.cnpg.io/v1/Cluster', 'cnpg-clusters-crd.yaml'],
+  ['postgresql.cnpg.io/v1/ScheduledBackup', 'cnpg-scheduledbackups-crd.yaml'],
 ]);
 const crdValidators = new Map<string, (doc: Obj) => string[]>();
 
@@ -558,9 +593,11 @@ const CLUSTER_SCOPED_KINDS = ['Namespace'];
 /**
  * Every name one manifest gives another (Secret, ConfigMap, claim, Service, namespace) must lead somewhere,
  * and the two must agree. An environment lives in one namespace: `namespace`, by default the one its own
- * Namespace manifest makes.
+ * Namespace manifest makes. What an operator makes from a manifest (a CloudNativePG Cluster's Services and
+ * Secret) counts as there.
  */
-export function referenceProblems(manifests: Manifest[], namespace = environmentNamespace(manifests)): string[] {
+export function referenceProblems(given: Manifest[], namespace = environmentNamespace(given)): string[] {
+  const manifests = [...given, ...operatorMadeObjects(given)];
   const problems: string[] = [];
   const report = (manifest: Manifest, at: string, message: string) => problems.push(`${label(manifest)}: ${at}: ${message}`);
 

@@ -1,11 +1,12 @@
 /** A real Postgres for one test file: embedded, on a free port, in a temporary folder removed afterwards. */
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import postgres from 'postgres';
 import { startLocalPostgres, type LocalPostgres } from '../../scripts/local-postgres';
 import { freePort } from './ports';
+import { killProcessTree } from './processes';
 
 export interface TestPostgres extends LocalPostgres {
   port: number;
@@ -47,53 +48,6 @@ export async function startTestPostgres(t: ExecutionContext): Promise<TestPostgr
   });
   return { ...server, port, dir, sql, pid, kill, stop, start };
 }
-
-/** SIGKILL `root` and its children; resolves once none is running any more. */
-async function killProcessTree(root: number): Promise<void> {
-  // A stopped postmaster forks no new backend between our listing its children and killing them.
-  process.kill(root, 'SIGSTOP');
-  const tree = [root, ...childrenOf(root)];
-  for (const pid of tree) killIfThere(pid);
-  // The postmaster must be reaped, not only dead: a new one refuses to start while the pid in the stale
-  // pid file still exists, and a zombie does. Our process is its parent and reaps it; the backends are
-  // reaped by whoever inherits them, which may be never, so for them being a zombie is gone enough.
-  const giveUpAt = Date.now() + 10_000;
-  while (!isGone(root) || tree.some((pid) => isRunning(pid))) {
-    if (Date.now() > giveUpAt) throw new Error(`Postgres processes ${tree.join(', ')} still there 10 s after SIGKILL`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-function killIfThere(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error; // a backend that ended by itself meanwhile
-  }
-}
-
-function childrenOf(parent: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .map(Number)
-    .filter((pid) => processStat(pid)?.ppid === parent);
-}
-
-/** State and parent from /proc/<pid>/stat; undefined when there is no such process. */
-function processStat(pid: number): { state: string; ppid: number } | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
-  const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: state!, ppid: Number(ppid) };
-}
-
-const isGone = (pid: number) => processStat(pid) === undefined;
-const isRunning = (pid: number) => (processStat(pid)?.state ?? 'Z') !== 'Z';
 
 /** One database of a server shared by a test file's tests. */
 export interface TestDatabase {

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../functions/shared/config';
+import { instancePodSpec, instances, isCloudNativePgCluster } from './cloudnativepg';
 import { isKnativeService, label, podTemplates, scaleBounds, type Manifest, type Obj } from './manifests';
 
 /**
@@ -94,6 +95,10 @@ export function worstMomentPods(manifests: Manifest[], root = projectRoot): PodS
   const pods: PodShape[] = [];
   for (const manifest of manifests) {
     const { doc } = manifest;
+    if (isCloudNativePgCluster(doc)) {
+      const count = instances(doc);
+      pods.push({ what: `Cluster/${doc.metadata?.name}`, manifest, at: '/spec', count, why: `instances ${count}`, spec: instancePodSpec(doc) });
+    }
     for (const pod of podTemplates(doc)) {
       const what = `${doc.kind}/${doc.metadata?.name}`;
       if (isKnativeService(doc)) {
@@ -119,10 +124,19 @@ export function worstMomentPods(manifests: Manifest[], root = projectRoot): PodS
 /** Where the restore one-liner is documented. */
 export const RESTORE_DOC = 'docs/backups.md';
 
-/** The pod spec of the `kubectl run postgres-restore` one-liner in RESTORE_DOC, and its image. */
+/** The pod spec of the `kubectl run postgres-restore` one-liner in RESTORE_DOC, and its image: the StatefulSet's, the first. */
 export function restoreOneLiner(root = projectRoot): { file: string; image: string; spec: Obj } | undefined {
-  const found = /kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/.exec(readFileSync(path.join(root, RESTORE_DOC), 'utf8'));
-  return found ? { file: RESTORE_DOC, image: found[1]!, spec: (JSON.parse(found[2]!) as Obj).spec } : undefined;
+  return restoreOneLiners(root)[0];
+}
+
+/** Every such one-liner in RESTORE_DOC: the StatefulSet's, then CloudNativePG's. */
+export function restoreOneLiners(root = projectRoot): { file: string; image: string; spec: Obj }[] {
+  const text = readFileSync(path.join(root, RESTORE_DOC), 'utf8');
+  return [...text.matchAll(/kubectl -n exercises run postgres-restore [^\n]*--image=(\S+) --overrides='([^']+)'/g)].map((found) => ({
+    file: RESTORE_DOC,
+    image: found[1]!,
+    spec: (JSON.parse(found[2]!) as Obj).spec,
+  }));
 }
 
 /** What one pod counts against the quota: per resource the larger of its biggest init container and its containers' sum. */

@@ -72,7 +72,12 @@ manifestTest('every YAML file under knative/, db/ and environments/ is deployed 
   const configMap = (name: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\n`;
   for (const [file, name] of [['db/backup/cronjob.yaml', 'a'], ['db/pvc.yml', 'b'], ['knative/a.yaml', 'c']]) writeFileSync(path.join(root, file!), configMap(name!));
   writeFileSync(path.join(root, 'db', 'backup.sh'), '#!/bin/sh\n');
-  t.deepEqual(manifestFiles(root), ['knative/a.yaml', 'db/backup/cronjob.yaml', 'db/pvc.yml'], 'kustomize\'s own files and scripts are not manifests');
+  // A Component's files are deployed by the overlays that choose it, and promtool's tests are not manifests.
+  mkdirSync(path.join(root, 'db', 'option'));
+  writeFileSync(path.join(root, 'db', 'option', 'kustomization.yaml'), 'apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources: [d.yaml]\n');
+  writeFileSync(path.join(root, 'db', 'option', 'd.yaml'), configMap('d'));
+  writeFileSync(path.join(root, 'db', 'rules.test.yaml'), 'tests: []\n');
+  t.deepEqual(manifestFiles(root), ['knative/a.yaml', 'db/backup/cronjob.yaml', 'db/pvc.yml'], 'kustomize\'s own files, scripts, options and rule tests are not manifests');
   t.deepEqual(undeployedFiles(renderKustomization('.', root), root), ['db/pvc.yml']);
 });
 

@@ -54,3 +54,29 @@ test('a call gives up at its deadline while its batch hangs, and a later call go
   t.is(await read(), 'answer', 'the next call gets an answer of its own');
   t.is(batches, 2);
 });
+
+test('while a batch hangs past every deadline, calls that come later still give up at theirs, and batches nobody waits for are never run', async (t) => {
+  // A commit waiting for a synchronous standby that is gone hangs past any statement timeout
+  // (test/chaos/failover.test.ts): the batch gathering behind it times out too, and must stop gathering,
+  // or every later call joins a batch whose timer has already fired and waits for ever.
+  let letGo!: () => void;
+  const hanging = new Promise<void>((resolve) => (letGo = resolve));
+  const sizes: number[] = [];
+  const read = gatherWhileBusy(async (k) => {
+    sizes.push(k);
+    if (sizes.length === 1) await hanging;
+    return Array<string>(k).fill('answer');
+  }, 100, 'the store');
+  const keepAlive = setInterval(() => undefined, 1000);
+  t.teardown(() => clearInterval(keepAlive));
+
+  const inFlight = read(); // the batch that hangs
+  const gatheringBehind = read(); // waits behind it, in the next batch
+  for (const call of [inFlight, gatheringBehind]) await t.throwsAsync(call, { instanceOf: TimeoutError });
+  // The calls settling at all is the proof, however slow the machine: before the fix these two never did.
+  const [later, evenLater] = await Promise.allSettled([read(), read()]);
+  for (const result of [later, evenLater]) t.true(result!.status === 'rejected' && result.reason instanceof TimeoutError);
+  letGo();
+  t.is(await read(), 'answer', 'once the store answers again, a new call gets its own answer');
+  t.deepEqual(sizes, [1, 1], 'the batches that gave up while gathering were never run');
+});
