@@ -20,8 +20,9 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Pro
  *
  * No call waits longer than `deadlineMs`: the batch's first caller starts one timer for the whole batch,
  * and when it fires every caller of that batch still waiting gets `TimeoutError` (the later callers at
- * most one batch-time early), and a batch still gathering is dropped unrun. One timer per batch rather than per call, because functions-framework runs
- * each request in a domain, which makes every timer and promise on the hot path cost async-hook work.
+ * most one batch-time early), and a batch still gathering is dropped unrun. One timer per batch rather
+ * than per call, because functions-framework runs each request in a domain, which makes every timer and
+ * promise on the hot path cost async-hook work.
  */
 export function gatherWhileBusy<T>(
   runBatch: (size: number) => Promise<T[]>,

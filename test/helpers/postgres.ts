@@ -1,5 +1,6 @@
 /** A real Postgres for one test file: embedded, on a free port, in a temporary folder removed afterwards. */
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -43,7 +44,10 @@ export async function startTestPostgres(t: ExecutionContext): Promise<TestPostgr
     try {
       await stop();
     } finally {
-      rmSync(dir, { recursive: true, force: true }); // a server that would not stop must not leave its folder too
+      // A server that would not stop must not leave its folder too. Removed off the event loop: a data folder
+      // is a thousand files, and removing them in one blocking call stalled the worker's other tests' clocks
+      // for seconds on a busy CI machine (a 1.2 s answer measured as 5.4 s).
+      await rm(dir, { recursive: true, force: true });
     }
   });
   return { ...server, port, dir, sql, pid, kill, stop, start };
@@ -85,7 +89,7 @@ export function sharedTestPostgres(): { database(t: ExecutionContext): Promise<T
       try {
         await server.stop();
       } finally {
-        rmSync(dir, { recursive: true, force: true });
+        await rm(dir, { recursive: true, force: true });
       }
     },
   };
@@ -101,7 +105,7 @@ async function startInTempDir(): Promise<{ server: LocalPostgres; dir: string; p
       return { server: await startLocalPostgres(dir, port), dir, port };
     } catch (error) {
       if (attempt < 3 && /could not start on port/.test((error as Error).message)) continue;
-      rmSync(dir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true });
       throw error;
     }
   }
