@@ -1,6 +1,6 @@
 /** `npm start`'s runner (scripts/start.ts), run as a user runs it (compiled), with its data and ports moved aside. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync } from 'node:fs';
+import { chmodSync, cpSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { projectRoot } from '../../functions/shared/config';
@@ -36,11 +36,11 @@ export async function runnerEnv(t: ExecutionContext): Promise<Record<string, str
  * reach npm; after the test whatever is left of its process group is killed.
  */
 export function runStart(t: ExecutionContext, env: NodeJS.ProcessEnv, { npmScript, args = [] }: { npmScript?: 'start' | 'demo'; args?: string[] } = {}): Runner {
-  const [command, commandArgs] = npmScript
-    ? ['npm', ['run', npmScript]]
-    : [process.execPath, [path.join(projectRoot, 'dist', 'scripts', 'start.js'), ...args]];
+  const [command, commandArgs, cwd] = npmScript
+    ? ['npm', ['run', npmScript], projectCopy(t)]
+    : [process.execPath, [path.join(projectRoot, 'dist', 'scripts', 'start.js'), ...args], projectRoot];
   const child = spawn(command, commandArgs, {
-    cwd: projectRoot,
+    cwd,
     env: { ...process.env, DATABASE_URL: '', PGHOST: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group, so that nothing it started can outlive the test
@@ -63,4 +63,19 @@ export function runStart(t: ExecutionContext, env: NodeJS.ProcessEnv, { npmScrip
   });
   ready.catch(() => undefined); // awaited only by the tests that expect a start
   return { child, ready, exited, output: () => output };
+}
+
+/**
+ * The project as a user has it, in a folder of its own: its files, and node_modules linked. `npm start`
+ * builds before it starts, and a build here rewrites every file of dist/ while the other test files
+ * start functions from it: one read a half-written module and died ("Function 'log-output' is not
+ * defined in the provided module").
+ */
+function projectCopy(t: ExecutionContext): string {
+  const dir = tempDir(t, 'project-copy-');
+  chmodSync(dir, 0o755); // as root the embedded server runs as the postgres user, who starts from here
+  const leftOut = new Set(['node_modules', 'dist', '.git', 'backups'].map((name) => path.join(projectRoot, name)));
+  cpSync(projectRoot, dir, { recursive: true, filter: (source) => !leftOut.has(source) });
+  symlinkSync(path.join(projectRoot, 'node_modules'), path.join(dir, 'node_modules'));
+  return dir;
 }
