@@ -34,15 +34,23 @@ function childrenOf(parent: number): number[] {
 
 /** State and parent from /proc/<pid>/stat; undefined when there is no such process. */
 function processStat(pid: number): { state: string; ppid: number } | undefined {
+  const fields = statFields(pid);
+  return fields && { state: fields[0]!, ppid: Number(fields[1]) };
+}
+
+/**
+ * The fields of /proc/<pid>/stat after the command name (state, ppid, ..., utime at [11], stime at [12]),
+ * or undefined when there is no such process. The name is in parentheses and may itself hold spaces and
+ * parentheses, so the fields start after the last ')'.
+ */
+export function statFields(pid: number): string[] | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
-  const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: state!, ppid: Number(ppid) };
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
 const isGone = (pid: number) => processStat(pid) === undefined;

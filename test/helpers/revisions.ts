@@ -5,11 +5,11 @@
  * service discovery would hand it), and a stand-in kubelet serves cAdvisor's CPU counter for each of those
  * containers, read from the process's own /proc.
  */
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ExecutionContext } from 'ava';
 import { knativePodLabels } from './monitoring';
+import { statFields } from './processes';
 import type { Obj } from './manifests';
 
 /** One pod of a revision, as the tests run it. */
@@ -129,8 +129,7 @@ const CLOCK_TICKS_PER_SECOND = 100;
 
 /** The CPU seconds a process has used so far, every thread's user and system time. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // After the command name, in parentheses and possibly with spaces: state, then 10 fields, then utime and stime.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(pid);
+  if (!fields) throw new Error(`no process ${pid} to read the CPU time of`);
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
 }
